@@ -1,0 +1,73 @@
+"""The Celery app factory shared by producer and workers.
+
+Every delivery-relevant setting is chosen here, once, with the reason beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from tasks.constants import ALL_QUEUES, QUEUE_GENERATE, TASK_GENERATE
+from tasks.settings import Settings
+
+JSON_ONLY = ["json"]
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery configuration for `settings`, as a plain dict (inspectable in tests)."""
+    transport_options: dict[str, Any] = {
+        # One visibility timeout everywhere Celery reads it: the broker's unacked-restore and the
+        # result backend. It must exceed the hard time limit (enforced by Settings).
+        "visibility_timeout": settings.visibility_timeout_s,
+    }
+    if settings.redis_key_prefix:
+        transport_options["global_keyprefix"] = settings.redis_key_prefix
+    default_exchange = Exchange("qfleet", type="direct")
+    return {
+        "broker_url": settings.broker,
+        "result_backend": settings.result_backend,
+        "broker_transport_options": dict(transport_options),
+        "result_backend_transport_options": dict(transport_options),
+        "broker_connection_retry_on_startup": True,
+        # JSON only: a pickle message on a shared broker is remote code execution.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": JSON_ONLY,
+        "result_accept_content": JSON_ONLY,
+        # At-least-once: a message is acked after the job ran, and requeued if the process died.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # One reserved message per thread: LLM jobs are long, so prefetching more only parks work
+        # on a busy worker (unfair) and widens what a crash leaves waiting for the visibility
+        # timeout. Throughput comes from in-process batching, not from prefetch.
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        "task_soft_time_limit": settings.task_soft_time_limit_s,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_track_started": True,
+        "result_expires": settings.result_ttl_s,
+        "result_extended": True,
+        "task_queues": [Queue(name, default_exchange, routing_key=name) for name in ALL_QUEUES],
+        "task_default_queue": QUEUE_GENERATE,
+        "task_default_exchange": default_exchange.name,
+        "task_default_routing_key": QUEUE_GENERATE,
+        "task_routes": {TASK_GENERATE: {"queue": QUEUE_GENERATE, "routing_key": QUEUE_GENERATE}},
+        "task_create_missing_queues": False,
+        # Events feed Flower and `qfleet status`.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+    }
+
+
+def create_app(settings: Settings | None = None, *, main: str = "qfleet") -> Celery:
+    """A Celery app configured from `settings` (read from the environment when omitted)."""
+    settings = settings or Settings()
+    app = Celery(main)
+    app.conf.update(celery_config(settings))
+    app.conf.qfleet_settings = settings
+    return app

@@ -1,0 +1,174 @@
+"""Job payloads and results: the single source of truth for validation on both sides.
+
+Everything here is plain data and travels as JSON. The producer validates before sending; the
+worker validates again, because a queue accepts messages from anyone who can reach it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from tasks.errors import InvalidJobError
+
+# Hard caps, independent of any deployment's settings: nothing larger is ever valid.
+MAX_TEXT_CHARS = 200_000
+MAX_MESSAGES = 256
+MAX_NEW_TOKENS = 32_768
+MAX_STOP_SEQUENCES = 8
+
+JobId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"),
+]
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length"]
+
+
+def new_job_id() -> str:
+    """A fresh job id (uuid4 hex)."""
+    return uuid.uuid4().hex
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChatMessage(_Model):
+    """One ChatML turn."""
+
+    role: Role
+    content: str = Field(max_length=MAX_TEXT_CHARS)
+
+
+class GenerateJob(_Model):
+    """Generate a completion for a prompt or a ChatML conversation.
+
+    Give either `prompt` (with an optional `system`) or `messages`. `temperature=0` is greedy
+    decoding; `top_k=0` means no top-k cut.
+    """
+
+    kind: Literal["generate"] = "generate"
+    job_id: JobId = Field(default_factory=new_job_id)
+    prompt: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    system: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, max_length=MAX_MESSAGES)
+    max_tokens: int = Field(default=256, ge=1, le=MAX_NEW_TOKENS)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    top_k: int = Field(default=0, ge=0, le=1_000)
+    stop: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=MAX_STOP_SEQUENCES
+    )
+
+    @model_validator(mode="after")
+    def _prompt_xor_messages(self) -> GenerateJob:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of `prompt` or `messages`")
+        if self.messages is not None:
+            if self.system is not None:
+                raise ValueError("`system` goes with `prompt`; put a system turn in `messages`")
+            if self.messages[-1].role == "assistant":
+                raise ValueError("the last message must not be an assistant turn")
+        return self
+
+    def chat(self) -> list[ChatMessage]:
+        """The conversation to render with the model's chat template."""
+        if self.messages is not None:
+            return list(self.messages)
+        turns = [ChatMessage(role="system", content=self.system)] if self.system else []
+        return [*turns, ChatMessage(role="user", content=self.prompt or "")]
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding is deterministic."""
+        return self.temperature == 0.0 or self.top_k == 1
+
+
+class Usage(_Model):
+    """Token counts of one job."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Timings(_Model):
+    """Where one job's time went, in milliseconds."""
+
+    queued_ms: float = Field(description="From submit to the worker starting the job.")
+    generate_ms: float = Field(description="Inside the engine.")
+    total_ms: float = Field(description="From submit to the result being ready.")
+    tokens_per_s: float = Field(description="completion_tokens / generate time.")
+
+
+class ModelInfo(_Model):
+    """Which model, on which device, produced a result."""
+
+    id: str
+    device: str
+    compute_type: str
+
+
+class JobResult(_Model):
+    """A job that succeeded."""
+
+    status: Literal["succeeded"] = "succeeded"
+    job_id: str
+    kind: Literal["generate"] = "generate"
+    text: str
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+    model: ModelInfo
+    worker: str = Field(description="Hostname of the worker that ran the job.")
+
+
+class JobError(_Model):
+    """A job that failed, with a message a user can act on."""
+
+    status: Literal["failed"] = "failed"
+    job_id: str
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_job.")
+    message: str
+    retryable: bool = False
+    worker: str | None = None
+
+
+JobOutcome = Annotated[JobResult | JobError, Field(discriminator="status")]
+
+
+_OUTCOME: TypeAdapter[JobResult | JobError] = TypeAdapter(JobOutcome)
+
+
+def parse_outcome(data: object) -> JobResult | JobError:
+    """Validate a stored result as a `JobResult` or a `JobError`."""
+    return _OUTCOME.validate_python(data)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """A one-line, user-facing summary of a pydantic validation error."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"]) or "job"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def validate_generate_job(payload: object) -> GenerateJob:
+    """`payload` as a `GenerateJob`; raises `InvalidJobError` with every problem named."""
+    if isinstance(payload, GenerateJob):
+        return payload
+    try:
+        return GenerateJob.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidJobError(f"invalid generate job: {describe_validation_error(exc)}") from exc

@@ -1,0 +1,102 @@
+"""Test harness: real worker processes against the real Redis, always stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def qfleet_env(settings_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a qfleet subprocess: ours minus QFLEET_*, plus `settings_env`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QFLEET_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(settings_env)
+    return env
+
+
+class WorkerProcess:
+    """A `celery -A workers.main worker` child process with its log captured to a file."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        hostname: str,
+        queues: str = "qfleet.generate",
+        pool: str = "threads",
+        concurrency: int = 2,
+    ) -> None:
+        self.env = qfleet_env(env)
+        self.log_path = log_path
+        self.hostname = hostname
+        self.args = [
+            sys.executable, "-m", "celery", "-A", "workers.main", "worker",
+            f"--pool={pool}", f"--concurrency={concurrency}", f"--queues={queues}",
+            f"--hostname={hostname}", "--loglevel=INFO", "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 60.0) -> WorkerProcess:
+        """Start the worker and wait until it consumes."""
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.args, cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + ready_timeout
+        while " ready." not in self.log():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"worker not ready after {ready_timeout}s:\n{self.log()}")
+            time.sleep(0.1)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it does not stop in time."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+        return self.process.returncode
+
+
+def run_cli(
+    args: list[str], env: Mapping[str, str], timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run `qfleet ARGS` as a user would, in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args],
+        cwd=REPO_ROOT,
+        env=qfleet_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

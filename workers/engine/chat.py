@@ -1,0 +1,107 @@
+"""The model's tokenizer and its own chat template, without transformers at serving time."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tokenizers import Tokenizer
+
+from tasks.errors import InvalidJobError, QfleetError
+from tasks.schemas import ChatMessage
+
+# Turn and document ends of the Qwen family; whichever of them the vocabulary has ends a reply.
+QWEN_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+class ChatTokenizer:
+    """Encodes ChatML conversations and decodes generated ids for one model folder."""
+
+    def __init__(self, model_dir: Path) -> None:
+        tokenizer_file = model_dir / "tokenizer.json"
+        if not tokenizer_file.is_file():
+            raise QfleetError(f"{model_dir} has no tokenizer.json; convert it with `qfleet model`")
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        config = _read_json(model_dir / "tokenizer_config.json")
+        self._template = _compile_template(_find_template(model_dir, config))
+        self._template_vars = {
+            "bos_token": _token_text(config.get("bos_token")),
+            "eos_token": _token_text(config.get("eos_token")),
+        }
+        self.end_token_ids = self._end_token_ids(model_dir, config)
+
+    def render(self, messages: Sequence[ChatMessage]) -> str:
+        """The prompt text for `messages`, ending where the assistant's reply begins."""
+        try:
+            return self._template.render(
+                messages=[m.model_dump() for m in messages],
+                add_generation_prompt=True,
+                **self._template_vars,
+            )
+        except TemplateError as exc:
+            raise InvalidJobError(f"the chat template rejected the messages: {exc}") from exc
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; special tokens written in the text are recognised."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def tokens(self, ids: Sequence[int]) -> list[str]:
+        """Token strings for `ids` (what CTranslate2 takes as input)."""
+        return [self.tokenizer.id_to_token(i) for i in ids]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids` with special tokens dropped."""
+        return str(self.tokenizer.decode(list(ids), skip_special_tokens=True))
+
+    def _end_token_ids(self, model_dir: Path, config: dict[str, Any]) -> list[int]:
+        names = [*QWEN_END_TOKENS, _token_text(config.get("eos_token"))]
+        ids = {self.tokenizer.token_to_id(name) for name in names if name}
+        generation = _read_json(model_dir / "generation_config.json")
+        eos = generation.get("eos_token_id")
+        ids.update(eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])
+        return sorted(i for i in ids if i is not None)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def _token_text(value: object) -> str:
+    if isinstance(value, dict):
+        return str(value.get("content", ""))
+    return str(value) if value else ""
+
+
+def _find_template(model_dir: Path, config: dict[str, Any]) -> str:
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: take the default one
+        template = next((t["template"] for t in template if t.get("name") == "default"), None)
+    if not isinstance(template, str):
+        raise QfleetError(f"{model_dir} has no chat template (chat_template.jinja)")
+    return template
+
+
+def _compile_template(source: str) -> Any:
+    # The same environment transformers renders chat templates with, so templates behave alike.
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    env.filters["tojson"] = lambda value, indent=None: json.dumps(
+        value, ensure_ascii=False, indent=indent
+    )
+    return env.from_string(source)
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(message)

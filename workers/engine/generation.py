@@ -1,0 +1,171 @@
+"""One `generate_batch` call for a group of requests that share sampling settings.
+
+Each row keeps its own budget and stop strings: CTranslate2's per-token callback stops a row the
+moment it is done, so one long request does not make its batch-mates generate for nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import ctranslate2
+
+from tasks.schemas import FinishReason
+from workers.engine.chat import ChatTokenizer
+
+TextSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings CTranslate2 applies to a whole call; requests are grouped by them."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        """True when decoding takes the most likely token at each step."""
+        return self.temperature == 0.0 or self.top_k == 1
+
+    def options(self) -> dict[str, float | int]:
+        """The `generate_batch` keyword arguments for these settings."""
+        if self.greedy:
+            return {"sampling_topk": 1}
+        return {
+            "sampling_topk": self.top_k,
+            "sampling_topp": self.top_p,
+            "sampling_temperature": self.temperature,
+        }
+
+
+@dataclass
+class GenerationRequest:
+    """What one job asks of the engine, already tokenized."""
+
+    prompt_ids: list[int]
+    max_new_tokens: int
+    stop: Sequence[str] = ()
+    on_text: TextSink | None = None
+
+
+@dataclass
+class GenerationOutput:
+    """What one job got back."""
+
+    token_ids: list[int]
+    text: str
+    finish_reason: FinishReason
+    generate_seconds: float
+    batch_size: int
+
+
+@dataclass
+class _Row:
+    """Decoding state of one request inside a batch."""
+
+    request: GenerationRequest
+    tokenizer: ChatTokenizer
+    ids: list[int] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+    text: str = ""
+    _emitted: int = 0
+
+    def push(self, token_id: int, end_ids: frozenset[int]) -> bool:
+        """Take one generated token; True when this row is finished."""
+        if self.finish_reason is not None:
+            return True
+        if token_id in end_ids:
+            self.finish_reason = "stop"
+            return True
+        self.ids.append(token_id)
+        if self.request.stop or self.request.on_text:
+            self._update_text()
+        if self.finish_reason is None and len(self.ids) >= self.request.max_new_tokens:
+            self.finish_reason = "length"
+        return self.finish_reason is not None
+
+    def finish(self) -> None:
+        """Settle text and finish reason after the engine returned."""
+        self._update_text(final=True)
+        if self.finish_reason is None:
+            # The engine stopped without our callback deciding: an end token it consumed itself.
+            at_limit = len(self.ids) >= self.request.max_new_tokens
+            self.finish_reason = "length" if at_limit else "stop"
+        if self.request.on_text and self._emitted < len(self.text):
+            self.request.on_text(self.text[self._emitted :])
+            self._emitted = len(self.text)
+
+    def _update_text(self, final: bool = False) -> None:
+        text = self.tokenizer.decode(self.ids)
+        cut = _first_stop(text, self.request.stop)
+        if cut is not None:
+            text = text[:cut]
+            self.finish_reason = "stop"
+        self.text = text
+        sink = self.request.on_text
+        if sink is None or final:
+            return
+        # Hold back an incomplete UTF-8 character and anything that could begin a stop string.
+        safe = len(text.rstrip("\ufffd"))
+        if cut is None:
+            safe = min(safe, len(text) - _stop_prefix_len(text, self.request.stop))
+        if safe > self._emitted:
+            sink(text[self._emitted : safe])
+            self._emitted = safe
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
+def _stop_prefix_len(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest tail of `text` that is a proper prefix of a stop string."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:n]):
+                best = n
+                break
+    return best
+
+
+def generate(
+    generator: ctranslate2.Generator,
+    tokenizer: ChatTokenizer,
+    requests: Sequence[GenerationRequest],
+    sampling: Sampling,
+) -> list[GenerationOutput]:
+    """Generate for `requests` in one call; outputs are in the order of `requests`."""
+    rows = [_Row(request=r, tokenizer=tokenizer) for r in requests]
+    end_ids = frozenset(tokenizer.end_token_ids)
+
+    def on_step(step: ctranslate2.GenerationStepResult) -> bool:
+        return rows[step.batch_id].push(step.token_id, end_ids)
+
+    started = time.perf_counter()
+    generator.generate_batch(
+        [tokenizer.tokens(r.prompt_ids) for r in requests],
+        max_length=max(r.max_new_tokens for r in requests),
+        include_prompt_in_result=False,
+        end_token=list(end_ids),
+        callback=on_step,
+        **sampling.options(),
+    )
+    elapsed = time.perf_counter() - started
+    for row in rows:
+        row.finish()
+    return [
+        GenerationOutput(
+            token_ids=row.ids,
+            text=row.text,
+            finish_reason=row.finish_reason or "stop",
+            generate_seconds=elapsed,
+            batch_size=len(rows),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,143 @@
+"""Loading a converted model: device and precision chosen once, logged, visible in results."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ctranslate2
+
+from tasks.constants import MODEL_MANIFEST
+from tasks.errors import QfleetError
+from tasks.schemas import ModelInfo
+from workers.engine.chat import ChatTokenizer
+
+log = logging.getLogger(__name__)
+
+# Qwen2.5 models accept 32k tokens; a folder without a manifest is assumed to be one of them.
+DEFAULT_MAX_CONTEXT = 32_768
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to place the model: plain values, handed to CTranslate2 as they are."""
+
+    device: str = "auto"
+    device_index: int = 0
+    compute_type: str = "auto"
+    cpu_threads: int = 0
+
+
+@dataclass(frozen=True)
+class ModelManifest:
+    """`qfleet-model.json`: where a converted model came from and how it was made."""
+
+    model_id: str
+    max_context: int = DEFAULT_MAX_CONTEXT
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ModelManifest:
+        """The manifest of `model_dir`, or one named after the folder when it has none."""
+        path = model_dir / MODEL_MANIFEST
+        if not path.is_file():
+            return cls(model_id=model_dir.name)
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls(
+            model_id=str(raw.get("model_id") or model_dir.name),
+            max_context=int(raw.get("max_context") or DEFAULT_MAX_CONTEXT),
+            raw=raw,
+        )
+
+
+def resolve_device(requested: str) -> str:
+    """`cuda` when asked for or when `auto` and CTranslate2 sees a GPU, else `cpu`."""
+    if requested != "auto":
+        return requested
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def resolve_compute_type(requested: str, device: str) -> str:
+    """int8_float16 on CUDA and int8 on CPU for `auto`; checked against what the device supports."""
+    wanted = requested
+    if requested == "auto":
+        wanted = "int8_float16" if device == "cuda" else "int8"
+    supported = ctranslate2.get_supported_compute_types(device)
+    if wanted not in supported and wanted != "default":
+        raise QfleetError(
+            f"compute type {wanted!r} is not supported on {device}; choose one of "
+            f"{sorted(supported)} with QFLEET_COMPUTE_TYPE"
+        )
+    return wanted
+
+
+@dataclass
+class LoadedModel:
+    """A CTranslate2 generator with its tokenizer and manifest."""
+
+    generator: ctranslate2.Generator
+    tokenizer: ChatTokenizer
+    manifest: ModelManifest
+    device: str
+    compute_type: str
+    load_seconds: float
+
+    @property
+    def info(self) -> ModelInfo:
+        """What results report about the model."""
+        return ModelInfo(
+            id=self.manifest.model_id, device=self.device, compute_type=self.compute_type
+        )
+
+    def close(self) -> None:
+        """Free the generator before interpreter exit.
+
+        A generator that ran a Python callback can abort the interpreter at exit if it is
+        still alive then, so workers close it on shutdown.
+        """
+        generator = self.__dict__.pop("generator", None)
+        if generator is not None:
+            del generator
+
+
+def load_model(model_dir: Path, options: EngineOptions) -> LoadedModel:
+    """Load the model in `model_dir` (a CTranslate2 folder) for this process."""
+    if not (model_dir / "model.bin").is_file():
+        raise QfleetError(
+            f"{model_dir} is not a CTranslate2 model folder (no model.bin); build one with "
+            "`qfleet model convert` or `qfleet model tiny`"
+        )
+    started = time.perf_counter()
+    device = resolve_device(options.device)
+    compute_type = resolve_compute_type(options.compute_type, device)
+    generator = ctranslate2.Generator(
+        str(model_dir),
+        device=device,
+        device_index=options.device_index,
+        compute_type=compute_type,
+        intra_threads=options.cpu_threads,
+        inter_threads=1,
+    )
+    model = LoadedModel(
+        generator=generator,
+        tokenizer=ChatTokenizer(model_dir),
+        manifest=ModelManifest.read(model_dir),
+        device=device,
+        compute_type=compute_type,
+        load_seconds=time.perf_counter() - started,
+    )
+    log.info(
+        "loaded model %s from %s on %s:%d (%s) in %.2fs; manifest %s",
+        model.manifest.model_id,
+        model_dir,
+        device,
+        options.device_index,
+        compute_type,
+        model.load_seconds,
+        json.dumps(model.manifest.raw, sort_keys=True),
+    )
+    return model

@@ -1,0 +1,91 @@
+"""Task bodies: validate the payload, call the engine, shape the result. Thin on purpose."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from tasks.errors import InvalidJobError, PromptTooLongError, QfleetError
+from tasks.schemas import (
+    GenerateJob,
+    JobError,
+    JobResult,
+    Timings,
+    Usage,
+    validate_generate_job,
+)
+from tasks.settings import Settings
+from workers.engine.generation import GenerationRequest, Sampling, generate
+from workers.engine.model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+def parse_generate_job(payload: Any, settings: Settings) -> GenerateJob:
+    """Validate a generate payload against the schema and this deployment's limits."""
+    job = validate_generate_job(payload)
+    prompt_chars = sum(len(m.content) for m in job.chat())
+    if prompt_chars > settings.max_prompt_chars:
+        raise InvalidJobError(
+            f"prompt has {prompt_chars} characters; this fleet accepts at most "
+            f"{settings.max_prompt_chars} (QFLEET_MAX_PROMPT_CHARS)"
+        )
+    if job.max_tokens > settings.max_new_tokens:
+        raise InvalidJobError(
+            f"max_tokens={job.max_tokens} exceeds this fleet's limit of "
+            f"{settings.max_new_tokens} (QFLEET_MAX_NEW_TOKENS)"
+        )
+    return job
+
+
+def run_generate(
+    model: LoadedModel, job: GenerateJob, *, submitted_at: float | None, worker: str
+) -> JobResult:
+    """Generate the answer to `job` on `model`."""
+    started = time.time()
+    tokenizer = model.tokenizer
+    prompt_ids = tokenizer.encode(tokenizer.render(job.chat()))
+    budget = model.manifest.max_context - len(prompt_ids)
+    if job.max_tokens > budget:
+        raise PromptTooLongError(
+            f"prompt is {len(prompt_ids)} tokens and max_tokens is {job.max_tokens}, but "
+            f"{model.manifest.model_id} holds {model.manifest.max_context} tokens; shorten the "
+            f"prompt or lower max_tokens to at most {max(budget, 0)}"
+        )
+    request = GenerationRequest(prompt_ids=prompt_ids, max_new_tokens=job.max_tokens, stop=job.stop)
+    sampling = Sampling(temperature=job.temperature, top_p=job.top_p, top_k=job.top_k)
+    [output] = generate(model.generator, tokenizer, [request], sampling)
+    finished = time.time()
+    submitted = submitted_at if submitted_at is not None else started
+    return JobResult(
+        job_id=job.job_id,
+        text=output.text,
+        finish_reason=output.finish_reason,
+        usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(output.token_ids)),
+        timings=Timings(
+            queued_ms=max(started - submitted, 0.0) * 1000,
+            generate_ms=output.generate_seconds * 1000,
+            total_ms=max(finished - submitted, 0.0) * 1000,
+            tokens_per_s=len(output.token_ids) / max(output.generate_seconds, 1e-9),
+        ),
+        model=model.info,
+        worker=worker,
+    )
+
+
+def error_result(exc: Exception, *, job_id: str, worker: str) -> JobError:
+    """The `JobError` a caller sees for `exc`; unexpected errors are logged with their traceback."""
+    if isinstance(exc, QfleetError):
+        log.warning("job %s failed: %s: %s", job_id, exc.code, exc)
+        return JobError(
+            job_id=job_id, code=exc.code, message=str(exc), retryable=exc.retryable, worker=worker
+        )
+    log.exception("job %s failed with an unexpected error", job_id)
+    return JobError(
+        job_id=job_id,
+        code="internal",
+        message=f"the worker failed unexpectedly ({type(exc).__name__}: {exc}); see worker logs",
+        retryable=False,
+        worker=worker,
+    )

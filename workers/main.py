@@ -1,0 +1,99 @@
+"""The worker entry point: `celery -A workers.main worker` (or `qfleet worker`).
+
+The model is loaded once per process *after* fork: a CTranslate2 generator created in a prefork
+parent hangs every task in its children, and CUDA does not survive fork either.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+from typing import Any
+
+from celery import Task
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+)
+
+from tasks.app import create_app
+from tasks.constants import TASK_GENERATE
+from tasks.settings import Settings, redact_url
+from workers.jobs import error_result, parse_generate_job, run_generate
+from workers.runtime import WorkerRuntime
+
+log = logging.getLogger("qfleet.worker")
+
+settings = Settings()
+app = create_app(settings)
+runtime = WorkerRuntime(settings)
+atexit.register(runtime.close)
+
+
+@worker_init.connect
+def _load_in_pool_without_fork(sender: Any = None, **_: Any) -> None:
+    log.info(
+        "qfleet worker: broker %s, results %s",
+        redact_url(settings.broker),
+        redact_url(settings.result_backend),
+    )
+    pool = getattr(sender, "pool_cls", None)
+    pool_name = getattr(pool, "__module__", str(pool))
+    if "prefork" not in pool_name:
+        runtime.load()
+
+
+@worker_ready.connect
+def _announce(**_: Any) -> None:
+    # Logging is configured only now, so the load is reported here rather than where it ran.
+    log.info(
+        "qfleet worker ready: broker %s, results %s",
+        redact_url(settings.broker),
+        redact_url(settings.result_backend),
+    )
+    loaded = runtime.loaded
+    if loaded is not None:
+        log.info(
+            "model %s on %s (%s), loaded in %.2fs; manifest %s",
+            loaded.manifest.model_id,
+            loaded.device,
+            loaded.compute_type,
+            loaded.load_seconds,
+            json.dumps(loaded.manifest.raw, sort_keys=True),
+        )
+
+
+@worker_process_init.connect
+def _load_after_fork(**_: Any) -> None:
+    runtime.load()
+
+
+@worker_process_shutdown.connect
+def _close_model(**_: Any) -> None:
+    runtime.close()
+
+
+@app.task(name=TASK_GENERATE, bind=True)
+def generate_task(self: Task, job: Any = None, submitted_at: float | None = None) -> dict[str, Any]:
+    """Run one generate job; always returns a `JobResult` or `JobError` as JSON data."""
+    worker = self.request.hostname or "unknown"
+    job_id = str(self.request.id)
+    try:
+        parsed = parse_generate_job(job, settings)
+        result = run_generate(runtime.model, parsed, submitted_at=submitted_at, worker=worker)
+    except Exception as exc:  # every failure becomes a JobError the caller can read
+        return error_result(exc, job_id=job_id, worker=worker).model_dump(mode="json")
+    log.info(
+        "job %s done: %d tokens in %.0f ms (%s)",
+        job_id,
+        result.usage.completion_tokens,
+        result.timings.generate_ms,
+        result.finish_reason,
+    )
+    return result.model_dump(mode="json")
+
+
+__all__ = ["app", "generate_task", "runtime"]
