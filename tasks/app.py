@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from tasks.constants import ALL_QUEUES, QUEUE_GENERATE, TASK_GENERATE
 from tasks.settings import Settings
@@ -25,7 +25,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.redis_key_prefix:
         transport_options["global_keyprefix"] = settings.redis_key_prefix
-    default_exchange = Exchange("qfleet", type="direct")
+    default_exchange = Exchange("qfleet", type="direct")  # type: ignore[no-untyped-call]
     return {
         "broker_url": settings.broker,
         "result_backend": settings.result_backend,
@@ -50,7 +50,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "result_expires": settings.result_ttl_s,
         "result_extended": True,
-        "task_queues": [Queue(name, default_exchange, routing_key=name) for name in ALL_QUEUES],
+        "task_queues": [
+            Queue(name, default_exchange, routing_key=name)  # type: ignore[no-untyped-call]
+            for name in ALL_QUEUES
+        ],
         "task_default_queue": QUEUE_GENERATE,
         "task_default_exchange": default_exchange.name,
         "task_default_routing_key": QUEUE_GENERATE,

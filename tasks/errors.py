@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tasks.schemas import JobError
+
 
 class QfleetError(Exception):
     """Base of every error qfleet raises on purpose."""
@@ -47,9 +52,9 @@ class BrokerUnavailableError(RetryableError):
 class JobFailedError(QfleetError):
     """Raised on the producer side when a job finished with a `JobError`."""
 
-    def __init__(self, error: object) -> None:
+    def __init__(self, error: JobError) -> None:
         self.error = error
-        super().__init__(str(getattr(error, "message", error)))
+        super().__init__(f"job {error.job_id} failed ({error.code}): {error.message}")
 
 
 class JobTimeoutError(QfleetError):

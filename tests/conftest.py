@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.fleet import WorkerProcess
+from ops.localfleet import WorkerProcess
 
 REDIS_URL = os.environ.get("QFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

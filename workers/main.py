@@ -11,7 +11,6 @@ import json
 import logging
 from typing import Any
 
-from celery import Task
 from celery.signals import (
     worker_init,
     worker_process_init,
@@ -20,15 +19,15 @@ from celery.signals import (
 )
 
 from tasks.app import create_app
-from tasks.constants import TASK_GENERATE
 from tasks.settings import Settings, redact_url
-from workers.jobs import error_result, parse_generate_job, run_generate
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("qfleet.worker")
 
 settings = Settings()
 app = create_app(settings)
+# Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
+app.conf.include = ["workers.generate"]
 runtime = WorkerRuntime(settings)
 atexit.register(runtime.close)
 
@@ -76,24 +75,4 @@ def _close_model(**_: Any) -> None:
     runtime.close()
 
 
-@app.task(name=TASK_GENERATE, bind=True)
-def generate_task(self: Task, job: Any = None, submitted_at: float | None = None) -> dict[str, Any]:
-    """Run one generate job; always returns a `JobResult` or `JobError` as JSON data."""
-    worker = self.request.hostname or "unknown"
-    job_id = str(self.request.id)
-    try:
-        parsed = parse_generate_job(job, settings)
-        result = run_generate(runtime.model, parsed, submitted_at=submitted_at, worker=worker)
-    except Exception as exc:  # every failure becomes a JobError the caller can read
-        return error_result(exc, job_id=job_id, worker=worker).model_dump(mode="json")
-    log.info(
-        "job %s done: %d tokens in %.0f ms (%s)",
-        job_id,
-        result.usage.completion_tokens,
-        result.timings.generate_ms,
-        result.finish_reason,
-    )
-    return result.model_dump(mode="json")
-
-
-__all__ = ["app", "generate_task", "runtime"]
+__all__ = ["app", "runtime", "settings"]

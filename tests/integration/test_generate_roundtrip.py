@@ -9,11 +9,11 @@ import uuid
 import pytest
 from kombu import Connection, Exchange, Producer
 
+from ops.localfleet import WorkerProcess, run_cli
 from producer.client import FleetClient
 from tasks.constants import QUEUE_GENERATE, TASK_GENERATE
 from tasks.errors import InvalidJobError, JobFailedError
 from tasks.schemas import GenerateJob, JobError, JobResult
-from tests.fleet import WorkerProcess, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,13 @@ def test_pickle_message_is_refused_and_worker_survives(
             exchange=Exchange("qfleet", type="direct"),
             routing_key=QUEUE_GENERATE,
             serializer="pickle",
-            headers={"task": TASK_GENERATE, "id": job_id, "lang": "py", "argsrepr": "", "kwargsrepr": ""},
+            headers={
+                "task": TASK_GENERATE,
+                "id": job_id,
+                "lang": "py",
+                "argsrepr": "",
+                "kwargsrepr": "",
+            },
         )
     # When the worker reads it
     deadline = time.monotonic() + 30

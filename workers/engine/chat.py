@@ -52,7 +52,7 @@ class ChatTokenizer:
 
     def tokens(self, ids: Sequence[int]) -> list[str]:
         """Token strings for `ids` (what CTranslate2 takes as input)."""
-        return [self.tokenizer.id_to_token(i) for i in ids]
+        return [self.tokenizer.id_to_token(i) or "" for i in ids]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids` with special tokens dropped."""
@@ -60,7 +60,7 @@ class ChatTokenizer:
 
     def _end_token_ids(self, model_dir: Path, config: dict[str, Any]) -> list[int]:
         names = [*QWEN_END_TOKENS, _token_text(config.get("eos_token"))]
-        ids = {self.tokenizer.token_to_id(name) for name in names if name}
+        ids: set[int | None] = {self.tokenizer.token_to_id(name) for name in names if name}
         generation = _read_json(model_dir / "generation_config.json")
         eos = generation.get("eos_token_id")
         ids.update(eos if isinstance(eos, list) else [eos] if isinstance(eos, int) else [])

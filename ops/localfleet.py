@@ -1,4 +1,4 @@
-"""Test harness: real worker processes against the real Redis, always stopped afterwards."""
+"""Local fleets: real worker processes started and stopped by tests, the demo and benchmarks."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""The `qfleet` subcommands, one module per area."""

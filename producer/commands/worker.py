@@ -1,0 +1,74 @@
+"""`qfleet worker`: run a worker process with an engine-safe pool."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from producer.console import ExitCode, fail
+from tasks.constants import ALL_QUEUES, QUEUE_GENERATE
+
+
+@click.command()
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="CTranslate2 model folder [env QFLEET_MODEL_DIR].",
+)
+@click.option(
+    "-c", "--concurrency", type=int, help="Jobs held at once [QFLEET_WORKER_CONCURRENCY]."
+)
+@click.option(
+    "-Q",
+    "--queues",
+    default=QUEUE_GENERATE,
+    show_default=True,
+    help=f"Comma-separated queues to consume ({', '.join(ALL_QUEUES)}).",
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["threads", "solo", "prefork"]),
+    default="threads",
+    show_default=True,
+    help="threads/solo share one model per process; prefork loads one per child after fork.",
+)
+@click.option("-n", "--hostname", default="qfleet@%h", show_default=True)
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+def worker(
+    model_dir: Path | None,
+    concurrency: int | None,
+    queues: str,
+    pool: str,
+    hostname: str,
+    loglevel: str,
+) -> None:
+    """Run a worker process that serves jobs with the configured model."""
+    if model_dir is not None:
+        os.environ["QFLEET_MODEL_DIR"] = str(model_dir.resolve())
+    if concurrency is not None:
+        os.environ["QFLEET_WORKER_CONCURRENCY"] = str(concurrency)
+    from tasks.settings import Settings
+
+    settings = Settings()
+    if settings.model_dir is None or not (settings.model_dir / "model.bin").is_file():
+        fail(
+            f"no CTranslate2 model at {settings.model_dir!s}: pass --model-dir or set "
+            "QFLEET_MODEL_DIR (build one with `qfleet model tiny DIR`)",
+            ExitCode.NOT_FOUND,
+        )
+    try:
+        from workers.main import app
+    except ImportError as exc:
+        fail(f"{exc}; a worker needs: pip install 'qfleet[worker]'", ExitCode.UNAVAILABLE)
+    app.worker_main(
+        [
+            "worker",
+            f"--pool={pool}",
+            f"--concurrency={settings.worker_concurrency}",
+            f"--queues={queues}",
+            f"--hostname={hostname}",
+            f"--loglevel={loglevel}",
+        ]
+    )
