@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Literal
 
@@ -12,7 +13,14 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from tasks.app import create_app
-from tasks.constants import JOB_KEY, QUEUE_GENERATE, TASK_GENERATE
+from tasks.constants import (
+    JOB_KEY,
+    PRIORITY_BULK,
+    PRIORITY_INTERACTIVE,
+    QUEUE_GENERATE,
+    STREAM_KEY,
+    TASK_GENERATE,
+)
 from tasks.errors import (
     BrokerUnavailableError,
     JobFailedError,
@@ -32,6 +40,9 @@ _CELERY_STATES: dict[str, JobState] = {
     "FAILURE": "failed",
     "REVOKED": "failed",
 }
+
+
+PRIORITIES = {"interactive": PRIORITY_INTERACTIVE, "bulk": PRIORITY_BULK}
 
 
 class FleetClient:
@@ -83,6 +94,7 @@ class FleetClient:
                 kwargs={"job": parsed.model_dump(mode="json"), "submitted_at": time.time()},
                 task_id=parsed.job_id,
                 queue=QUEUE_GENERATE,
+                priority=PRIORITIES[parsed.priority],
             )
         except (OperationalError, RedisError, OSError) as exc:
             raise BrokerUnavailableError(f"could not reach the broker: {exc}") from exc
@@ -130,6 +142,53 @@ class FleetClient:
                 raise JobTimeoutError(f"job {job_id} has no result after {timeout:g}s")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+
+    def stream(self, job_id: str, timeout: float | None = 300) -> Iterator[str]:
+        """Yield the job's text as the worker produces it.
+
+        Works for any job: one submitted with `stream=True` yields pieces while it is generated
+        (also inside a batch); any other yields its whole text once it is done. The pieces
+        always add up to the final result's text.
+
+        Raises:
+            JobFailedError: the job finished with a `JobError`.
+            JobTimeoutError: the job did not finish within `timeout` seconds.
+        """
+        redis = self.app.backend.client
+        key = self.settings.redis_key_prefix + STREAM_KEY.format(job_id=job_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last_id, streamed = "0", False
+        while deadline is None or time.monotonic() < deadline:
+            for _, entries in redis.xread({key: last_id}, block=250, count=256) or []:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    if b"t" in fields:
+                        streamed = True
+                        yield fields[b"t"].decode()
+                    elif b"end" in fields:
+                        self._raise_if_failed(job_id)
+                        return
+            outcome = None if streamed else self.result(job_id)
+            if isinstance(outcome, JobError):
+                raise JobFailedError(outcome)
+            if outcome is not None and not redis.exists(key):
+                yield outcome.text  # not a streamed job (or its stream expired)
+                return
+        raise JobTimeoutError(f"job {job_id} did not finish streaming within {timeout:g}s")
+
+    def _raise_if_failed(self, job_id: str) -> None:
+        outcome = self.result(job_id) or self._await_outcome(job_id)
+        if isinstance(outcome, JobError):
+            raise JobFailedError(outcome)
+
+    def _await_outcome(self, job_id: str) -> JobResult | JobError | None:
+        # The end marker is written just before the result is stored: give it a moment.
+        for _ in range(100):
+            outcome = self.result(job_id)
+            if outcome is not None:
+                return outcome
+            time.sleep(0.02)
+        return None
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -42,19 +42,21 @@ def fleet_client() -> FleetClient:
     return FleetClient()
 
 
-def print_outcome(outcome: JobResult | JobError, as_json: bool) -> None:
+def print_outcome(outcome: JobResult | JobError, as_json: bool, show_text: bool = True) -> None:
+    """Print a result (text on stdout, a stats line on stderr) or an error."""
     if as_json:
         click.echo(outcome.model_dump_json(indent=2))
         return
     if isinstance(outcome, JobError):
         click.secho(f"job {outcome.job_id} failed ({outcome.code}): {outcome.message}", fg="red")
         return
-    click.echo(outcome.text)
+    if show_text:
+        click.echo(outcome.text)
     t, u = outcome.timings, outcome.usage
     click.secho(
         f"[{outcome.job_id} · {outcome.model.id} on {outcome.model.device} · "
         f"{u.prompt_tokens}+{u.completion_tokens} tokens · {t.tokens_per_s:.1f} tok/s · "
-        f"{t.total_ms:.0f} ms total · {outcome.finish_reason}]",
+        f"{t.total_ms:.0f} ms total · batch of {outcome.batch_size} · {outcome.finish_reason}]",
         dim=True,
         err=True,
     )

@@ -19,6 +19,18 @@ TASK_GENERATE: Final = "qfleet.generate"
 # enqueued twice (the idempotency key of the job); it lives as long as the job's result does.
 JOB_KEY: Final = "qfleet:job:{job_id}"
 
+# `qfleet:stream:<job_id>` is a Redis stream of a streamed job's text pieces, ended by an entry
+# with an `end` field. It outlives the job by STREAM_TTL_S, enough for a late reader to catch up,
+# and is capped at STREAM_MAXLEN entries so a runaway job cannot grow it without bound.
+STREAM_KEY: Final = "qfleet:stream:{job_id}"
+STREAM_TTL_S: Final = 3_600
+STREAM_MAXLEN: Final = 20_000
+
+# Redis has no native priorities: kombu keeps one list per priority step and pops them in order,
+# lowest number first. Interactive jobs therefore jump any bulk backlog already queued.
+PRIORITY_INTERACTIVE: Final = 0
+PRIORITY_BULK: Final = 6
+
 # Models built for tests and the demo are cached under this folder of the user's cache dir.
 CACHE_DIR_NAME: Final = "qfleet"
 MODEL_MANIFEST: Final = "qfleet-model.json"

@@ -33,6 +33,7 @@ JobId = Annotated[
 ]
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length"]
+Priority = Literal["interactive", "bulk"]
 
 
 def new_job_id() -> str:
@@ -69,6 +70,10 @@ class GenerateJob(_Model):
     top_k: int = Field(default=0, ge=0, le=1_000)
     stop: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=MAX_STOP_SEQUENCES
+    )
+    stream: bool = Field(default=False, description="Publish text pieces as they are generated.")
+    priority: Priority = Field(
+        default="interactive", description="interactive jobs are served before queued bulk jobs."
     )
 
     @model_validator(mode="after")
@@ -131,6 +136,7 @@ class JobResult(_Model):
     timings: Timings
     model: ModelInfo
     worker: str = Field(description="Hostname of the worker that ran the job.")
+    batch_size: int = Field(default=1, description="Jobs generated in the same engine call.")
 
 
 class JobError(_Model):

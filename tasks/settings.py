@@ -75,7 +75,16 @@ class Settings(BaseSettings):
     )
     cpu_threads: int = Field(default=0, ge=0, description="Threads per generation; 0 = all cores.")
     worker_concurrency: int = Field(
-        default=4, ge=1, description="Jobs one worker process holds at once (threads)."
+        default=16, ge=1, description="Jobs one worker process holds at once (threads)."
+    )
+    batch_max_size: int = Field(
+        default=0, ge=0, description="Most jobs in one engine call; 0 = worker_concurrency."
+    )
+    batch_max_wait_ms: float = Field(
+        default=20.0, ge=0, description="How long a job waits for batch-mates before it runs."
+    )
+    batch_max_length_spread: int = Field(
+        default=64, ge=0, description="Prompt-length spread (tokens) allowed in one engine call."
     )
 
     # --- Limits (the worker enforces the model's context window on top) ----------------------

@@ -16,8 +16,8 @@ from tasks.schemas import (
     validate_generate_job,
 )
 from tasks.settings import Settings
-from workers.engine.generation import GenerationRequest, Sampling, generate
-from workers.engine.model import LoadedModel
+from workers.engine.batcher import DynamicBatcher
+from workers.engine.generation import GenerationRequest, Sampling, TextSink
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +40,40 @@ def parse_generate_job(payload: Any, settings: Settings) -> GenerateJob:
 
 
 def run_generate(
-    model: LoadedModel, job: GenerateJob, *, submitted_at: float | None, worker: str
+    batcher: DynamicBatcher,
+    job: GenerateJob,
+    *,
+    submitted_at: float | None,
+    worker: str,
+    on_text: TextSink | None = None,
 ) -> JobResult:
-    """Generate the answer to `job` on `model`."""
+    """Generate the answer to `job` through the worker's batcher."""
     started = time.time()
-    tokenizer = model.tokenizer
-    prompt_ids = tokenizer.encode(tokenizer.render(job.chat()))
-    budget = model.manifest.max_context - len(prompt_ids)
+    model = batcher.model
+    prompt = model.tokenizer.encode_chat(job.chat())
+    budget = model.manifest.max_context - prompt.total
     if job.max_tokens > budget:
         raise PromptTooLongError(
-            f"prompt is {len(prompt_ids)} tokens and max_tokens is {job.max_tokens}, but "
+            f"prompt is {prompt.total} tokens and max_tokens is {job.max_tokens}, but "
             f"{model.manifest.model_id} holds {model.manifest.max_context} tokens; shorten the "
             f"prompt or lower max_tokens to at most {max(budget, 0)}"
         )
-    request = GenerationRequest(prompt_ids=prompt_ids, max_new_tokens=job.max_tokens, stop=job.stop)
+    request = GenerationRequest(
+        prompt_ids=prompt.ids,
+        static_prompt_ids=prompt.static_ids,
+        max_new_tokens=job.max_tokens,
+        stop=job.stop,
+        on_text=on_text,
+    )
     sampling = Sampling(temperature=job.temperature, top_p=job.top_p, top_k=job.top_k)
-    [output] = generate(model.generator, tokenizer, [request], sampling)
+    output = batcher.generate(request, sampling)
     finished = time.time()
     submitted = submitted_at if submitted_at is not None else started
     return JobResult(
         job_id=job.job_id,
         text=output.text,
         finish_reason=output.finish_reason,
-        usage=Usage(prompt_tokens=len(prompt_ids), completion_tokens=len(output.token_ids)),
+        usage=Usage(prompt_tokens=prompt.total, completion_tokens=len(output.token_ids)),
         timings=Timings(
             queued_ms=max(started - submitted, 0.0) * 1000,
             generate_ms=output.generate_seconds * 1000,
@@ -71,6 +82,7 @@ def run_generate(
         ),
         model=model.info,
         worker=worker,
+        batch_size=output.batch_size,
     )
 
 

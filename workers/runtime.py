@@ -7,6 +7,7 @@ import threading
 
 from tasks.errors import ModelUnavailableError
 from tasks.settings import Settings
+from workers.engine.batcher import BatchPolicy, DynamicBatcher
 from workers.engine.model import EngineOptions, LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,7 @@ class WorkerRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._model: LoadedModel | None = None
+        self._batcher: DynamicBatcher | None = None
         self._lock = threading.Lock()
 
     def load(self) -> LoadedModel:
@@ -35,7 +37,26 @@ class WorkerRuntime:
                     cpu_threads=self.settings.cpu_threads,
                 )
                 self._model = load_model(self.settings.model_dir, options)
+                self._batcher = DynamicBatcher(self._model, self.policy)
             return self._model
+
+    @property
+    def policy(self) -> BatchPolicy:
+        """The batching policy from settings."""
+        s = self.settings
+        return BatchPolicy(
+            max_batch_size=s.batch_max_size or s.worker_concurrency,
+            max_wait_ms=s.batch_max_wait_ms,
+            max_length_spread=s.batch_max_length_spread,
+        )
+
+    @property
+    def batcher(self) -> DynamicBatcher:
+        """The batcher in front of this process's model (loading it if needed)."""
+        if self._batcher is None:
+            self.load()
+        assert self._batcher is not None
+        return self._batcher
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -50,6 +71,9 @@ class WorkerRuntime:
     def close(self) -> None:
         """Free the model; safe to call twice."""
         with self._lock:
+            if self._batcher is not None:
+                self._batcher.close()
+                self._batcher = None
             if self._model is not None:
                 self._model.close()
                 self._model = None

@@ -23,6 +23,14 @@ from tasks.schemas import JobError, JobResult, validate_generate_job
 @click.option("--top-k", type=int, default=0, show_default=True, help="0 disables top-k.")
 @click.option("--stop", multiple=True, help="Stop at this string (repeatable).")
 @click.option("--job-id", help="Your own job id (idempotency key).")
+@click.option("--stream", is_flag=True, help="Print the answer as it is generated.")
+@click.option(
+    "--priority",
+    type=click.Choice(["interactive", "bulk"]),
+    default="interactive",
+    show_default=True,
+    help="interactive jobs go before queued bulk jobs.",
+)
 @click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
 @click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -36,6 +44,8 @@ def generate(
     top_k: int,
     stop: tuple[str, ...],
     job_id: str | None,
+    stream: bool,
+    priority: str,
     no_wait: bool,
     timeout: float,
     as_json: bool,
@@ -46,6 +56,7 @@ def generate(
     Examples:
       qfleet generate "Solve 2x + 5 = 17" --max-tokens 128
       qfleet generate "List three colours" --stop "4." --json
+      qfleet generate "Write a haiku" --stream     # tokens as they come
       qfleet generate "Summarise ..." --no-wait      # prints the job id
     """
     fields: dict[str, Any] = {
@@ -56,6 +67,8 @@ def generate(
         "top_p": top_p,
         "top_k": top_k,
         "stop": list(stop),
+        "stream": stream,
+        "priority": priority,
     }
     if job_id:
         fields["job_id"] = job_id
@@ -65,11 +78,16 @@ def generate(
         if no_wait:
             click.echo(json.dumps({"job_id": submitted}) if as_json else submitted)
             return
+        if stream and not as_json:
+            with contextlib.suppress(JobFailedError):
+                for piece in fleet.stream(submitted, timeout=timeout):
+                    click.echo(piece, nl=False)
+                click.echo()
         try:
             outcome: JobResult | JobError = fleet.wait(submitted, timeout=timeout)
         except JobFailedError as exc:
             outcome = exc.error
-    print_outcome(outcome, as_json)
+    print_outcome(outcome, as_json, show_text=not (stream and not as_json))
     if isinstance(outcome, JobError):
         sys.exit(int(ExitCode.JOB_FAILED))
 

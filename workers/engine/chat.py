@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,24 @@ from tasks.schemas import ChatMessage
 
 # Turn and document ends of the Qwen family; whichever of them the vocabulary has ends a reply.
 QWEN_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
+TURN_END = "<|im_end|>\n"
+
+
+# A leading system turn shorter than this is not worth a static-prompt cache entry.
+MIN_STATIC_PROMPT_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A tokenized conversation: a cacheable leading system turn, then the rest."""
+
+    static_ids: list[int]
+    ids: list[int]
+
+    @property
+    def total(self) -> int:
+        """Tokens in the whole prompt."""
+        return len(self.static_ids) + len(self.ids)
 
 
 class ChatTokenizer:
@@ -45,6 +64,25 @@ class ChatTokenizer:
             )
         except TemplateError as exc:
             raise InvalidJobError(f"the chat template rejected the messages: {exc}") from exc
+
+    def encode_chat(self, messages: Sequence[ChatMessage]) -> ChatPrompt:
+        """Render and tokenize `messages`, splitting off the leading system turn when there is one.
+
+        The split is kept only when tokenizing the two parts separately gives exactly the ids
+        of the whole (true for ChatML, where the turn ends in a special token and a newline).
+        """
+        text = self.render(messages)
+        ids = self.encode(text)
+        if not text.startswith("<|im_start|>system"):
+            return ChatPrompt([], ids)
+        cut = text.find(TURN_END)
+        if cut < 0:
+            return ChatPrompt([], ids)
+        cut += len(TURN_END)
+        static = self.encode(text[:cut])
+        if len(static) < MIN_STATIC_PROMPT_TOKENS or ids[: len(static)] != static:
+            return ChatPrompt([], ids)
+        return ChatPrompt(static, ids[len(static) :])
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; special tokens written in the text are recognised."""

@@ -44,12 +44,22 @@ class Sampling:
 
 @dataclass
 class GenerationRequest:
-    """What one job asks of the engine, already tokenized."""
+    """What one job asks of the engine, already tokenized.
+
+    `static_prompt_ids` is a prefix shared by many jobs (the system turn): CTranslate2 computes
+    its state once and caches it. `prompt_ids` is the rest of the prompt.
+    """
 
     prompt_ids: list[int]
     max_new_tokens: int
     stop: Sequence[str] = ()
     on_text: TextSink | None = None
+    static_prompt_ids: Sequence[int] = ()
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Length of the whole prompt."""
+        return len(self.static_prompt_ids) + len(self.prompt_ids)
 
 
 @dataclass
@@ -143,6 +153,10 @@ def generate(
     """Generate for `requests` in one call; outputs are in the order of `requests`."""
     rows = [_Row(request=r, tokenizer=tokenizer) for r in requests]
     end_ids = frozenset(tokenizer.end_token_ids)
+    static = list(requests[0].static_prompt_ids)
+    if any(list(r.static_prompt_ids) != static for r in requests):
+        raise ValueError("requests in one call must share their static prompt")
+    extra: dict[str, object] = {"static_prompt": tokenizer.tokens(static)} if static else {}
 
     def on_step(step: ctranslate2.GenerationStepResult) -> bool:
         return rows[step.batch_id].push(step.token_id, end_ids)
@@ -155,6 +169,7 @@ def generate(
         end_token=list(end_ids),
         callback=on_step,
         **sampling.options(),
+        **extra,
     )
     elapsed = time.perf_counter() - started
     for row in rows:
