@@ -59,9 +59,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_routing_key": QUEUE_GENERATE,
         "task_routes": {TASK_GENERATE: {"queue": QUEUE_GENERATE, "routing_key": QUEUE_GENERATE}},
         "task_create_missing_queues": False,
-        # Events feed Flower and `qfleet status`.
+        # Worker events feed Flower and `qfleet status`. No task-sent event: it would double the
+        # Redis round trips of every submit, and queue depth/age come from the queues themselves.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
     }
