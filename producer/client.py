@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from tasks.app import create_app
 from tasks.constants import (
+    ATTEMPTS_KEY,
     JOB_KEY,
     PRIORITY_BULK,
     PRIORITY_INTERACTIVE,
@@ -21,12 +22,14 @@ from tasks.constants import (
     STREAM_KEY,
     TASK_GENERATE,
 )
+from tasks.deadletters import DeadLetter, DeadLetterStore
 from tasks.errors import (
     BrokerUnavailableError,
     JobFailedError,
     JobTimeoutError,
 )
-from tasks.schemas import GenerateJob, JobError, JobResult, parse_outcome, validate_generate_job
+from tasks.limits import parse_generate_job
+from tasks.schemas import GenerateJob, JobError, JobResult, parse_outcome
 from tasks.settings import Settings
 
 JobState = Literal["unknown", "queued", "running", "succeeded", "failed"]
@@ -85,7 +88,7 @@ class FleetClient:
             InvalidJobError: the payload does not validate; nothing was sent.
             BrokerUnavailableError: Redis did not answer.
         """
-        parsed = validate_generate_job(job)
+        parsed = parse_generate_job(job, self.settings)
         try:
             if not self._claim(parsed.job_id):
                 return parsed.job_id
@@ -189,6 +192,39 @@ class FleetClient:
                 return outcome
             time.sleep(0.02)
         return None
+
+    # --- dead letters -------------------------------------------------------------------------
+
+    @property
+    def dead_letters(self) -> DeadLetterStore:
+        """Jobs that failed for good (list, get, remove, purge)."""
+        return DeadLetterStore(self.app.backend.client, self.settings.redis_key_prefix)
+
+    def redrive(self, job_id: str) -> DeadLetter:
+        """Send a dead-lettered job again, under the same job id, with a fresh attempt budget.
+
+        Raises:
+            KeyError: no dead letter for `job_id`.
+        """
+        store = self.dead_letters
+        letter = store.get(job_id)
+        if letter is None:
+            raise KeyError(job_id)
+        redis = self.app.backend.client
+        redis.delete(
+            self._job_key(job_id),
+            self.settings.redis_key_prefix + ATTEMPTS_KEY.format(job_id=job_id),
+        )
+        self._async(job_id).forget()
+        self._claim(job_id)
+        self.app.send_task(
+            letter.task,
+            kwargs={"job": letter.payload, "submitted_at": time.time()},
+            task_id=job_id,
+            queue=letter.queue or None,
+        )
+        store.remove(job_id)
+        return letter
 
     # --- internals ----------------------------------------------------------------------------
 

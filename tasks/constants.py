@@ -19,6 +19,18 @@ TASK_GENERATE: Final = "qfleet.generate"
 # enqueued twice (the idempotency key of the job); it lives as long as the job's result does.
 JOB_KEY: Final = "qfleet:job:{job_id}"
 
+# `qfleet:attempts:<job_id>` counts how often a job was started (retries and redeliveries after
+# a crashed worker alike); a job started more than `Settings.max_attempts` times is dead-lettered
+# instead of running again. It lives as long as the job's result would.
+ATTEMPTS_KEY: Final = "qfleet:attempts:{job_id}"
+
+# Dead letters: `qfleet:dlq` is a sorted set of job ids by time of death, `qfleet:dlq:<job_id>`
+# holds the entry (payload, error, attempts, timestamps) as JSON. Redis has no dead-letter queue
+# of its own, so this is ours. Entries are kept DLQ_TTL_S, long enough for a weekend on call.
+DLQ_INDEX: Final = "qfleet:dlq"
+DLQ_ENTRY: Final = "qfleet:dlq:{job_id}"
+DLQ_TTL_S: Final = 14 * 86_400
+
 # `qfleet:stream:<job_id>` is a Redis stream of a streamed job's text pieces, ended by an entry
 # with an `end` field. It outlives the job by STREAM_TTL_S, enough for a late reader to catch up,
 # and is capped at STREAM_MAXLEN entries so a runaway job cannot grow it without bound.

@@ -53,8 +53,17 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(default=86_400, ge=60, description="How long results are kept.")
     visibility_timeout_s: int = Field(
         default=3_600,
-        ge=60,
+        ge=1,
         description="Unacked messages are redelivered after this; must exceed the longest job.",
+    )
+    unacked_restore_interval_s: int = Field(
+        default=10,
+        ge=1,
+        description="How often a worker looks for messages whose visibility timeout ran out.",
+    )
+    task_modules: list[str] = Field(
+        default_factory=list,
+        description="Extra modules with qfleet tasks for workers to load (JSON list).",
     )
     task_soft_time_limit_s: int = Field(default=600, ge=1, description="Soft limit per job.")
     task_time_limit_s: int = Field(default=660, ge=1, description="Hard limit per job.")
@@ -86,6 +95,17 @@ class Settings(BaseSettings):
     batch_max_length_spread: int = Field(
         default=64, ge=0, description="Prompt-length spread (tokens) allowed in one engine call."
     )
+
+    # --- Retries and dead letters -----------------------------------------------------------
+    max_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="Starts of one job (retries + redeliveries) before it is dead-lettered.",
+    )
+    retry_backoff_s: float = Field(
+        default=2.0, ge=0, description="First retry delay; doubles per attempt, with jitter."
+    )
+    retry_backoff_max_s: float = Field(default=60.0, ge=0, description="Longest retry delay.")
 
     # --- Limits (the worker enforces the model's context window on top) ----------------------
     max_prompt_chars: int = Field(default=32_000, ge=1, description="Largest prompt text.")

@@ -4,39 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
-from tasks.errors import InvalidJobError, PromptTooLongError, QfleetError
+from tasks.errors import PromptTooLongError, QfleetError
 from tasks.schemas import (
     GenerateJob,
     JobError,
     JobResult,
     Timings,
     Usage,
-    validate_generate_job,
 )
-from tasks.settings import Settings
 from workers.engine.batcher import DynamicBatcher
 from workers.engine.generation import GenerationRequest, Sampling, TextSink
 
 log = logging.getLogger(__name__)
-
-
-def parse_generate_job(payload: Any, settings: Settings) -> GenerateJob:
-    """Validate a generate payload against the schema and this deployment's limits."""
-    job = validate_generate_job(payload)
-    prompt_chars = sum(len(m.content) for m in job.chat())
-    if prompt_chars > settings.max_prompt_chars:
-        raise InvalidJobError(
-            f"prompt has {prompt_chars} characters; this fleet accepts at most "
-            f"{settings.max_prompt_chars} (QFLEET_MAX_PROMPT_CHARS)"
-        )
-    if job.max_tokens > settings.max_new_tokens:
-        raise InvalidJobError(
-            f"max_tokens={job.max_tokens} exceeds this fleet's limit of "
-            f"{settings.max_new_tokens} (QFLEET_MAX_NEW_TOKENS)"
-        )
-    return job
 
 
 def run_generate(

@@ -20,6 +20,7 @@ from celery.signals import (
 
 from tasks.app import create_app
 from tasks.settings import Settings, redact_url
+from workers.policy import JobRunner
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("qfleet.worker")
@@ -27,8 +28,9 @@ log = logging.getLogger("qfleet.worker")
 settings = Settings()
 app = create_app(settings)
 # Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
-app.conf.include = ["workers.generate"]
+app.conf.include = ["workers.generate", *settings.task_modules]
 runtime = WorkerRuntime(settings)
+job_runner = JobRunner(settings, app.backend.client)
 atexit.register(runtime.close)
 
 
@@ -75,4 +77,4 @@ def _close_model(**_: Any) -> None:
     runtime.close()
 
 
-__all__ = ["app", "runtime", "settings"]
+__all__ = ["app", "job_runner", "runtime", "settings"]
