@@ -217,13 +217,18 @@ class FleetClient:
         )
         self._async(job_id).forget()
         self._claim(job_id)
-        self.app.send_task(
-            letter.task,
-            kwargs={"job": letter.payload, "submitted_at": time.time()},
-            task_id=job_id,
-            queue=letter.queue or None,
-        )
+        # Out of the store before it is sent: a fast worker may dead-letter it again at once.
         store.remove(job_id)
+        try:
+            self.app.send_task(
+                letter.task,
+                kwargs={"job": letter.payload, "submitted_at": time.time()},
+                task_id=job_id,
+                queue=letter.queue or None,
+            )
+        except Exception:
+            store.add(letter)
+            raise
         return letter
 
     # --- internals ----------------------------------------------------------------------------
