@@ -100,3 +100,58 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server on loopback (AOF on), for tests that restart or lock down Redis."""
+
+    def __init__(
+        self, data_dir: Path, *, port: int | None = None, password: str | None = None
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.password = password
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start (or restart) the server on the same port and data folder."""
+        import redis
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+                "--dir", str(self.data_dir), "--appendonly", "yes", "--save", "",
+                "--logfile", str(self.data_dir / "redis.log")]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args)
+        client = redis.Redis(port=self.port, password=self.password, socket_connect_timeout=1)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.ping()
+                client.close()
+                return self
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Shut the server down the way an operator's restart does (AOF is fsynced)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None

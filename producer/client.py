@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -29,6 +30,7 @@ from tasks.errors import (
     JobTimeoutError,
 )
 from tasks.limits import parse_generate_job
+from tasks.redisconn import PRODUCER_RETRIES, fleet_redis
 from tasks.schemas import GenerateJob, JobError, JobResult, parse_outcome
 from tasks.settings import Settings
 
@@ -45,6 +47,9 @@ _CELERY_STATES: dict[str, JobState] = {
 }
 
 
+# What a broker or result-backend outage raises through kombu and redis-py.
+BROKER_ERRORS = (OperationalError, RedisError, OSError)
+
 PRIORITIES = {"interactive": PRIORITY_INTERACTIVE, "bulk": PRIORITY_BULK}
 
 
@@ -60,6 +65,7 @@ class FleetClient:
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings or Settings()
         self.app = app or create_app(self.settings)
+        self.redis = fleet_redis(self.settings, retries=PRODUCER_RETRIES)
 
     def __enter__(self) -> FleetClient:
         return self
@@ -74,6 +80,7 @@ class FleetClient:
 
     def close(self) -> None:
         """Release broker and backend connections."""
+        self.redis.close()
         self.app.close()
 
     # --- submitting -------------------------------------------------------------------------
@@ -92,6 +99,9 @@ class FleetClient:
         try:
             if not self._claim(parsed.job_id):
                 return parsed.job_id
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailableError(f"could not use the broker: {exc}") from exc
+        try:
             self.app.send_task(
                 TASK_GENERATE,
                 kwargs={"job": parsed.model_dump(mode="json"), "submitted_at": time.time()},
@@ -99,8 +109,11 @@ class FleetClient:
                 queue=QUEUE_GENERATE,
                 priority=PRIORITIES[parsed.priority],
             )
-        except (OperationalError, RedisError, OSError) as exc:
-            raise BrokerUnavailableError(f"could not reach the broker: {exc}") from exc
+        except BROKER_ERRORS as exc:
+            # Not sent: give the id back, so that submitting it again really sends it.
+            with contextlib.suppress(*BROKER_ERRORS):
+                self.redis.delete(self._job_key(parsed.job_id))
+            raise BrokerUnavailableError(f"could not use the broker: {exc}") from exc
         return parsed.job_id
 
     def generate(self, prompt: str, *, timeout: float | None = 300, **options: Any) -> JobResult:
@@ -136,7 +149,10 @@ class FleetClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
         while True:
-            outcome = self.result(job_id)
+            try:
+                outcome = self.result(job_id)
+            except BROKER_ERRORS:
+                outcome = None  # Redis restarting: keep waiting until the deadline
             if isinstance(outcome, JobError):
                 raise JobFailedError(outcome)
             if outcome is not None:
@@ -157,12 +173,13 @@ class FleetClient:
             JobFailedError: the job finished with a `JobError`.
             JobTimeoutError: the job did not finish within `timeout` seconds.
         """
-        redis = self.app.backend.client
+        redis = self.redis
         key = self.settings.redis_key_prefix + STREAM_KEY.format(job_id=job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         last_id, streamed = "0", False
         while deadline is None or time.monotonic() < deadline:
-            for _, entries in redis.xread({key: last_id}, block=250, count=256) or []:
+            replies: Any = redis.xread({key: last_id}, block=250, count=256)
+            for _, entries in replies or []:
                 for entry_id, fields in entries:
                     last_id = entry_id
                     if b"t" in fields:
@@ -198,7 +215,7 @@ class FleetClient:
     @property
     def dead_letters(self) -> DeadLetterStore:
         """Jobs that failed for good (list, get, remove, purge)."""
-        return DeadLetterStore(self.app.backend.client, self.settings.redis_key_prefix)
+        return DeadLetterStore(self.redis, self.settings.redis_key_prefix)
 
     def redrive(self, job_id: str) -> DeadLetter:
         """Send a dead-lettered job again, under the same job id, with a fresh attempt budget.
@@ -210,7 +227,7 @@ class FleetClient:
         letter = store.get(job_id)
         if letter is None:
             raise KeyError(job_id)
-        redis = self.app.backend.client
+        redis = self.redis
         redis.delete(
             self._job_key(job_id),
             self.settings.redis_key_prefix + ATTEMPTS_KEY.format(job_id=job_id),
@@ -241,10 +258,10 @@ class FleetClient:
 
     def _claim(self, job_id: str) -> bool:
         """Mark `job_id` as submitted; False when it already was."""
-        redis = self.app.backend.client
+        redis = self.redis
         return bool(
             redis.set(self._job_key(job_id), time.time(), nx=True, ex=self.settings.result_ttl_s)
         )
 
     def _known(self, job_id: str) -> bool:
-        return bool(self.app.backend.client.exists(self._job_key(job_id)))
+        return bool(self.redis.exists(self._job_key(job_id)))

@@ -53,6 +53,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_time_limit_s,
         "task_track_started": True,
         "result_expires": settings.result_ttl_s,
+        # Storing and reading results survives a Redis restart: retried, not failed.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
+        "result_backend_max_sleep_between_retries_ms": 1000,
         "result_extended": True,
         "task_queues": [
             Queue(name, default_exchange, routing_key=name)  # type: ignore[no-untyped-call]

@@ -24,6 +24,11 @@ JOB_KEY: Final = "qfleet:job:{job_id}"
 # instead of running again. It lives as long as the job's result would.
 ATTEMPTS_KEY: Final = "qfleet:attempts:{job_id}"
 
+# `qfleet:running:<job_id>` is held while a job runs, so a duplicate delivery of the same message
+# waits (it is retried after the lock's TTL) rather than running twice. It expires with the hard
+# time limit, so a run that died never leaves its job locked for long.
+RUNNING_KEY: Final = "qfleet:running:{job_id}"
+
 # Dead letters: `qfleet:dlq` is a sorted set of job ids by time of death, `qfleet:dlq:<job_id>`
 # holds the entry (payload, error, attempts, timestamps) as JSON. Redis has no dead-letter queue
 # of its own, so this is ours. Entries are kept DLQ_TTL_S, long enough for a weekend on call.

@@ -11,7 +11,7 @@ from tasks.constants import TASK_GENERATE
 from tasks.limits import parse_generate_job
 from tasks.schemas import JobResult
 from workers.jobs import run_generate
-from workers.main import app, job_runner, runtime, settings
+from workers.main import app, fleet_keys, job_runner, runtime, settings
 from workers.policy import JobContext
 from workers.streaming import TokenStream
 
@@ -21,11 +21,7 @@ log = logging.getLogger("qfleet.worker")
 def generate_body(payload: Any, ctx: JobContext) -> JobResult:
     """Validate, generate through the batcher, and stream the text when the job asks for it."""
     job = parse_generate_job(payload, settings)
-    stream = (
-        TokenStream(app.backend.client, ctx.job_id, settings.redis_key_prefix)
-        if job.stream
-        else None
-    )
+    stream = TokenStream(fleet_keys, ctx.job_id, settings.redis_key_prefix) if job.stream else None
     try:
         result = run_generate(
             runtime.batcher,

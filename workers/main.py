@@ -19,6 +19,7 @@ from celery.signals import (
 )
 
 from tasks.app import create_app
+from tasks.redisconn import WORKER_RETRIES, fleet_redis
 from tasks.settings import Settings, redact_url
 from workers.policy import JobRunner
 from workers.runtime import WorkerRuntime
@@ -30,7 +31,8 @@ app = create_app(settings)
 # Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
 app.conf.include = ["workers.generate", *settings.task_modules]
 runtime = WorkerRuntime(settings)
-job_runner = JobRunner(settings, app.backend.client)
+fleet_keys = fleet_redis(settings, retries=WORKER_RETRIES)
+job_runner = JobRunner(settings, fleet_keys)
 atexit.register(runtime.close)
 
 
@@ -77,4 +79,4 @@ def _close_model(**_: Any) -> None:
     runtime.close()
 
 
-__all__ = ["app", "job_runner", "runtime", "settings"]
+__all__ = ["app", "fleet_keys", "job_runner", "runtime", "settings"]

@@ -20,7 +20,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel
 
-from tasks.constants import ATTEMPTS_KEY
+from tasks.constants import ATTEMPTS_KEY, RUNNING_KEY
 from tasks.deadletters import DeadLetter, DeadLetterStore
 from tasks.errors import PermanentError
 from tasks.settings import Settings
@@ -69,7 +69,36 @@ class JobRunner:
         self.dead_letters = DeadLetterStore(redis, settings.redis_key_prefix)
 
     def run(self, task: Task, body: JobBody, payload: Any, submitted_at: float | None) -> Any:
-        """Run `body` for the current delivery of `task`; returns the JSON-ready outcome."""
+        """Run `body` for the current delivery of `task`; returns the JSON-ready outcome.
+
+        A delivery of a job that already finished returns the stored outcome without running
+        again; a delivery of a job that is running right now elsewhere is put back for later
+        (by then that run has finished, or died and let go of the job). Together they make a
+        job's effects happen once per job id under at-least-once delivery.
+        """
+        job_id = str(task.request.id)
+        finished = task.AsyncResult(job_id)
+        if finished.state == "SUCCESS":
+            log.warning("job %s delivered again after it finished; not run twice", job_id)
+            return finished.result
+        lock = self.settings.redis_key_prefix + RUNNING_KEY.format(job_id=job_id)
+        if not self.redis.set(lock, task.request.hostname or "?", nx=True, ex=self._lock_ttl):
+            wait_s = max(int(self.redis.ttl(lock)), 0) + 1
+            log.warning(
+                "job %s is running elsewhere; this copy checks again in %ds", job_id, wait_s
+            )
+            raise task.retry(countdown=wait_s, max_retries=None)
+        try:
+            return self._attempt(task, body, payload, submitted_at)
+        finally:
+            self.redis.delete(lock)
+
+    @property
+    def _lock_ttl(self) -> int:
+        # Expires before the visibility timeout brings a dead run's message back.
+        return max(self.settings.task_time_limit_s, 1)
+
+    def _attempt(self, task: Task, body: JobBody, payload: Any, submitted_at: float | None) -> Any:
         ctx = JobContext(
             job_id=str(task.request.id),
             worker=task.request.hostname or "unknown",
