@@ -105,8 +105,8 @@ def convert_model(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConversionError(f"{out} already exists and is not empty; choose another folder")
+    require_convert_libraries(gguf=str(source).lower().endswith(".gguf"))
     resolved = resolve_source(str(source), say)
-    require_convert_libraries(gguf=resolved.kind == "gguf")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.converting-") as tmp:
         staging = Path(tmp) / "model"
@@ -177,7 +177,7 @@ def _check_reachable(endpoint: str, repo_id: str) -> None:
 
 def require_convert_libraries(*, gguf: bool) -> None:
     """Fail with one clear message when a library of the `convert` extra is missing."""
-    needed = ["torch", "transformers", "ctranslate2", "tokenizers"]
+    needed = ["torch", "transformers", "ctranslate2", "tokenizers", "huggingface_hub"]
     if gguf:
         needed += ["gguf", "accelerate"]  # transformers loads GGUF files only with both
     missing = [name for name in needed if importlib.util.find_spec(name) is None]

