@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -164,6 +165,26 @@ def test_gguf_converts_through_the_cli_and_matches_the_hf_conversion(
     assert manifest.max_context == 4096
     # Same float32 weights, same tokenizer: the two conversions decode alike.
     assert _greedy_ids(out) == _greedy_ids(converted_from_hf)
+
+
+def test_hub_id_converts_from_the_hub_cache_when_offline(tiny_hf: Path, tmp_path: Path) -> None:
+    # Given the tiny model in a Hugging Face hub cache, as a download would have left it
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--qfleet--tiny-chat"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_hf, repo / "snapshots" / commit)
+    out = tmp_path / "from-hub"
+
+    # When the hub id is converted with the hub switched off
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    done = run_cli(["model", "convert", "qfleet/tiny-chat", str(out)], env=env)
+
+    # Then the cached snapshot was converted, and the manifest names its commit
+    assert done.returncode == 0, done.stderr
+    manifest = ModelManifest.read(out)
+    assert manifest.model_id == "tiny-chat-int8"
+    assert manifest.raw["source"] == f"qfleet/tiny-chat@{commit}"
 
 
 def test_convert_refuses_a_non_empty_output_folder(tiny_hf: Path) -> None:

@@ -67,6 +67,7 @@ class ModelSource:
     kind: str  # "gguf" or "hf"
     path: Path
     label: str  # what the manifest records as `source`
+    name: str  # the start of the default model id
 
     def sha256(self) -> str:
         """Hash of the source: the GGUF file, or every file of the HF folder."""
@@ -116,8 +117,8 @@ def convert_model(
         say("hashing the source ...")
         write_manifest(
             staging,
-            model_id=model_id or f"{_source_name(resolved)}-{quantization}",
-            source=source_label or str(source),
+            model_id=model_id or f"{resolved.name}-{quantization}",
+            source=source_label or resolved.label,
             source_sha256=resolved.sha256(),
             quantization=quantization,
             max_context=max_context,
@@ -136,13 +137,15 @@ def resolve_source(source: str, progress: Progress) -> ModelSource:
     if path.is_file():
         if path.suffix.lower() != ".gguf":
             raise ConversionError(f"{path} is a file but not a .gguf; pass a .gguf or a folder")
-        return ModelSource("gguf", path.resolve(), source)
+        return ModelSource("gguf", path.resolve(), source, path.stem)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ConversionError(f"{path} has no config.json: not a Hugging Face model folder")
-        return ModelSource("hf", path.resolve(), source)
+        return ModelSource("hf", path.resolve(), source, path.resolve().name)
     if HUB_ID.match(source):
-        return ModelSource("hf", download_from_hub(source, progress), source)
+        snapshot = download_from_hub(source, progress)
+        # The snapshot folder is named after the commit: record exactly what was converted.
+        return ModelSource("hf", snapshot, f"{source}@{snapshot.name}", source.split("/")[-1])
     raise SourceNotFoundError(
         f"{source} is not a file, a folder or a hub id like Qwen/Qwen2.5-0.5B-Instruct"
     )
@@ -293,8 +296,3 @@ def _declare_model_type(out: Path, hf_dir: Path) -> None:
     ct2_config = json.loads(ct2_config_path.read_text(encoding="utf-8"))
     ct2_config["model_type"] = hf_config.get("model_type")
     ct2_config_path.write_text(json.dumps(ct2_config, indent=2) + "\n", encoding="utf-8")
-
-
-def _source_name(source: ModelSource) -> str:
-    name = source.label.rstrip("/").split("/")[-1]
-    return Path(name).stem if source.kind == "gguf" else name

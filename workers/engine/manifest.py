@@ -89,9 +89,17 @@ def file_sha256(path: Path, chunk_bytes: int = 1 << 22) -> str:
 
 
 def tree_sha256(folder: Path) -> str:
-    """One sha256 over every file of `folder` (names and contents, in sorted order)."""
+    """One sha256 over every file of `folder` (names and contents, in sorted order).
+
+    Hidden files and folders (`.git`, `.cache`) are left out: they are not the model.
+    """
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    files = (p for p in folder.rglob("*") if p.is_file())
+    for path in sorted(p for p in files if not _is_hidden(p.relative_to(folder))):
         digest.update(path.relative_to(folder).as_posix().encode())
         digest.update(bytes.fromhex(file_sha256(path)))
     return digest.hexdigest()
+
+
+def _is_hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
