@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # 2.13.0 is the CPU build here; set TORCH_SPEC to your platform's wheel elsewhere.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: help install test lint demo demo-tiny clean
+.PHONY: help install test lint demo demo-model demo-tiny clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -20,7 +20,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-test: install  ## lint, then run every test (needs Redis: started if none answers)
+demo: install demo-model  ## the quickstart: a worker answers three real jobs with the demo Qwen model
+	ops/dev/ensure-redis
+	$(BIN)/python -m ops.demo
+
+# Cached in ~/.cache/qfleet/models: only the first run downloads (~480 MB) and converts (~1-3 min).
+demo-model: install  ## fetch and convert the demo Qwen model (once per machine)
+	$(BIN)/qfleet model pull demo
+
+test: install demo-model  ## lint, then run every test, real-model ones too (needs Redis: started if none answers)
 	ops/dev/ensure-redis
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

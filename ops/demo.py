@@ -1,5 +1,6 @@
 """The quickstart demo: start a worker, send real jobs through Redis, print the answers.
 
+python -m ops.demo               # the demo Qwen model (pulled and converted once if missing)
 python -m ops.demo --tiny        # the tiny random-weight test model (answers are noise)
 python -m ops.demo --model-dir D # any converted model folder
 """
@@ -7,6 +8,7 @@ python -m ops.demo --model-dir D # any converted model folder
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -19,15 +21,30 @@ from producer.client import FleetClient
 from tasks.schemas import GenerateJob, JobResult
 from tasks.settings import Settings
 
+# (title, job): a chat answer, a step-by-step answer and a JSON answer, all greedy.
 DEMO_JOBS = [
-    GenerateJob(prompt="Give me one sentence about job queues.", max_tokens=48),
-    GenerateJob(
-        system="You are a careful math tutor.",
-        prompt="Solve 2x + 5 = 17 step by step.",
-        max_tokens=160,
+    (
+        "chat",
+        GenerateJob(
+            prompt="In two sentences: why do web services put slow work on a job queue?",
+            max_tokens=96,
+        ),
     ),
-    GenerateJob(
-        prompt='Return only a JSON object {"city": ..., "country": ...} for Paris.', max_tokens=48
+    (
+        "math, step by step",
+        GenerateJob(
+            system="You are a careful math tutor. Be concise.",
+            prompt="Solve 2x + 5 = 17 step by step.",
+            max_tokens=320,
+        ),
+    ),
+    (
+        "JSON",
+        GenerateJob(
+            system="You reply with raw JSON only: no prose, no code fences.",
+            prompt='Where is the Eiffel Tower? Answer as {"city": ..., "country": ...}.',
+            max_tokens=48,
+        ),
     ),
 ]
 
@@ -35,20 +52,35 @@ DEMO_JOBS = [
 def _model_dir(args: argparse.Namespace) -> Path:
     if args.model_dir:
         return Path(args.model_dir)
-    from workers.engine.tiny import ensure_tiny_model
+    if args.tiny:
+        from workers.engine.tiny import ensure_tiny_model
 
-    print("building/using the tiny test model (random weights: its answers are noise)")
-    return ensure_tiny_model()
+        print("building/using the tiny test model (random weights: its answers are noise)")
+        return ensure_tiny_model()
+    from workers.engine.demo_model import ensure_demo_model
+
+    print("using the demo model Qwen2.5-Coder-0.5B-Instruct (fetched and converted on first use)")
+    return ensure_demo_model(progress=print)
 
 
-def _show(job: GenerateJob, result: JobResult) -> None:
-    print(f"\n>>> {job.prompt}")
+def _show(title: str, job: GenerateJob, result: JobResult) -> None:
+    print(f"\n>>> [{title}] {job.prompt}")
     print(result.text.strip())
+    if title == "JSON":
+        print(f"    (parses as JSON: {_is_json(result.text)})")
     t = result.timings
     print(
         f"    [{result.usage.completion_tokens} tokens, {t.tokens_per_s:.1f} tok/s, "
         f"{t.total_ms:.0f} ms end to end, worker {result.worker}, model {result.model.id}]"
     )
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker ready in {time.perf_counter() - started:.1f}s (pid {worker.pid})")
         try:
             with FleetClient(Settings(broker_url=broker, redis_key_prefix=prefix)) as fleet:
-                ids = [fleet.submit(job) for job in DEMO_JOBS]
-                for job, job_id in zip(DEMO_JOBS, ids, strict=True):
-                    _show(job, fleet.wait(job_id, timeout=600))
+                # One at a time, so each answer shows as soon as it is ready, with its own speed.
+                for title, job in DEMO_JOBS:
+                    _show(title, job, fleet.wait(fleet.submit(job), timeout=600))
         finally:
             worker.stop()
             print("\nworker stopped")

@@ -22,8 +22,9 @@ def main() -> None:
 
     \b
     Quick tour:
-      qfleet model tiny ./models/tiny        build a tiny test model
-      QFLEET_MODEL_DIR=./models/tiny qfleet worker
+      qfleet model pull demo                 fetch + convert the demo Qwen model (prints its folder)
+      qfleet model convert Qwen/Qwen2.5-0.5B-Instruct ./models/qwen
+      QFLEET_MODEL_DIR=./models/qwen qfleet worker
       qfleet generate "Say hello" --max-tokens 32
       qfleet result JOB_ID --json
     """

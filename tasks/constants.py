@@ -51,3 +51,7 @@ PRIORITY_BULK: Final = 6
 # Models built for tests and the demo are cached under this folder of the user's cache dir.
 CACHE_DIR_NAME: Final = "qfleet"
 MODEL_MANIFEST: Final = "qfleet-model.json"
+
+# Quantizations `qfleet model convert` offers (CTranslate2 names). int8 serves on CPU and GPU;
+# int8_float16 is the usual GPU choice; float16/bfloat16 keep full quality at twice the size.
+QUANTIZATIONS: Final = ("int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32")

@@ -41,6 +41,20 @@ def tiny_model() -> Path:
     return ensure_tiny_model()
 
 
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    """The converted demo Qwen model from the user cache; `make test` pulls it first."""
+    from tasks.constants import MODEL_MANIFEST
+    from workers.engine.demo_model import demo_model_dir
+
+    path = demo_model_dir()
+    if not (path / MODEL_MANIFEST).is_file():
+        pytest.fail(
+            f"the demo model is not at {path}: run `make demo-model` (qfleet model pull demo) once"
+        )
+    return path
+
+
 @pytest.fixture(scope="module")
 def key_prefix(redis_url: str) -> Iterator[str]:
     """A Redis key prefix of this test module's own; its keys are deleted afterwards."""

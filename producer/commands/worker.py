@@ -55,7 +55,7 @@ def worker(
     if settings.model_dir is None or not (settings.model_dir / "model.bin").is_file():
         fail(
             f"no CTranslate2 model at {settings.model_dir!s}: pass --model-dir or set "
-            "QFLEET_MODEL_DIR (build one with `qfleet model tiny DIR`)",
+            "QFLEET_MODEL_DIR (make one with `qfleet model convert` or `qfleet model pull demo`)",
             ExitCode.NOT_FOUND,
         )
     try:

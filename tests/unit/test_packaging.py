@@ -46,3 +46,12 @@ def test_plain_install_has_no_engine(tmp_path: Path) -> None:
         [tmp_path / "venv" / "bin" / "qfleet", "--help"], capture_output=True, text=True
     )
     assert "generate" in help_text.stdout
+    # And model conversion says which extra it needs instead of failing on an import
+    convert = subprocess.run(
+        [tmp_path / "venv" / "bin" / "qfleet", "model", "convert", "a.gguf", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert convert.returncode == 4, convert.stderr
+    assert "qfleet[convert]" in convert.stderr

@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import ctranslate2
 
-from tasks.constants import MODEL_MANIFEST
 from tasks.errors import QfleetError
 from tasks.schemas import ModelInfo
 from workers.engine.chat import ChatTokenizer
+from workers.engine.manifest import ModelManifest
 
 log = logging.getLogger(__name__)
-
-# Qwen2.5 models accept 32k tokens; a folder without a manifest is assumed to be one of them.
-DEFAULT_MAX_CONTEXT = 32_768
 
 
 @dataclass(frozen=True)
@@ -30,28 +26,6 @@ class EngineOptions:
     device_index: int = 0
     compute_type: str = "auto"
     cpu_threads: int = 0
-
-
-@dataclass(frozen=True)
-class ModelManifest:
-    """`qfleet-model.json`: where a converted model came from and how it was made."""
-
-    model_id: str
-    max_context: int = DEFAULT_MAX_CONTEXT
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def read(cls, model_dir: Path) -> ModelManifest:
-        """The manifest of `model_dir`, or one named after the folder when it has none."""
-        path = model_dir / MODEL_MANIFEST
-        if not path.is_file():
-            return cls(model_id=model_dir.name)
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return cls(
-            model_id=str(raw.get("model_id") or model_dir.name),
-            max_context=int(raw.get("max_context") or DEFAULT_MAX_CONTEXT),
-            raw=raw,
-        )
 
 
 def resolve_device(requested: str) -> str:

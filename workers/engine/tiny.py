@@ -6,17 +6,17 @@ CTranslate2 int8) and builds in seconds. Its answers are noise: tests check mech
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tasks.constants import CACHE_DIR_NAME, MODEL_MANIFEST
+from workers.engine.convert import MissingDependencyError
 
 # Bump when anything below changes what gets built: the cache key includes it.
-TINY_RECIPE_VERSION = 1
+TINY_RECIPE_VERSION = 2
 TINY_MODEL_ID = f"qfleet-tiny-qwen2-v{TINY_RECIPE_VERSION}"
 SEED = 1234
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -76,16 +76,32 @@ def ensure_tiny_model(out: Path | None = None) -> Path:
 
 
 def _build(out: Path, hf_dir: Path) -> None:
+    from workers.engine.convert import convert_model
+
+    build_tiny_hf_folder(hf_dir)
+    convert_model(
+        hf_dir,
+        out,
+        quantization="int8",
+        model_id=TINY_MODEL_ID,
+        source_label="qfleet tiny test model (random weights)",
+    )
+
+
+def build_tiny_hf_folder(hf_dir: Path) -> Path:
+    """Write the tiny model as a Hugging Face folder (safetensors, tokenizer, chat template).
+
+    This is the input `qfleet model convert` takes; `ensure_tiny_model` converts it.
+    """
     try:
-        import ctranslate2
         import torch
         import transformers
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise RuntimeError(
+        raise MissingDependencyError(
             "building the tiny model needs the convert extra: pip install 'qfleet[convert]'"
         ) from exc
 
-    tokenizer = _train_tokenizer()
+    tokenizer = train_tiny_tokenizer()
     fast = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
@@ -97,20 +113,7 @@ def _build(out: Path, hf_dir: Path) -> None:
     fast.save_pretrained(hf_dir)
 
     torch.manual_seed(SEED)
-    config = transformers.Qwen2Config(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-        initializer_range=0.3,
-        bos_token_id=tokenizer.token_to_id("<|endoftext|>"),
-        eos_token_id=tokenizer.token_to_id("<|im_end|>"),
-        pad_token_id=tokenizer.token_to_id("<|endoftext|>"),
-    )
+    config = transformers.Qwen2Config(**tiny_config_values(tokenizer))
     model = transformers.Qwen2ForCausalLM(config)
     with torch.no_grad():
         # Zero the special tokens' embedding rows: with tied weights their logits are then 0
@@ -119,28 +122,29 @@ def _build(out: Path, hf_dir: Path) -> None:
         for token in SPECIAL_TOKENS:
             model.model.embed_tokens.weight[tokenizer.token_to_id(token)].zero_()
     model.save_pretrained(hf_dir)
+    return hf_dir
 
-    converter = ctranslate2.converters.TransformersConverter(
-        str(hf_dir), copy_files=_tokenizer_files(hf_dir)
-    )
-    converter.convert(str(out), quantization="int8")
-    manifest = {
-        "model_id": TINY_MODEL_ID,
-        "source": "qfleet tiny test model (random weights)",
-        "source_sha256": _tree_sha256(hf_dir),
-        "quantization": "int8",
-        "max_context": config.max_position_embeddings,
-        "chat_template_sha256": hashlib.sha256(CHATML_TEMPLATE.encode()).hexdigest(),
-        "converter": {
-            "ctranslate2": ctranslate2.__version__,
-            "transformers": transformers.__version__,
-            "torch": torch.__version__,
-        },
+
+def tiny_config_values(tokenizer: Any) -> dict[str, Any]:
+    """The tiny model's Qwen2 hyper-parameters (shared with the tiny GGUF tests build)."""
+    return {
+        "vocab_size": tokenizer.get_vocab_size(),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": True,
+        "initializer_range": 0.3,
+        "bos_token_id": tokenizer.token_to_id("<|endoftext|>"),
+        "eos_token_id": tokenizer.token_to_id("<|im_end|>"),
+        "pad_token_id": tokenizer.token_to_id("<|endoftext|>"),
     }
-    (out / MODEL_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _train_tokenizer():  # type: ignore[no-untyped-def]
+def train_tiny_tokenizer() -> Any:
+    """The tiny byte-level BPE tokenizer (700 tokens, Qwen's special tokens), trained in memory."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -154,25 +158,6 @@ def _train_tokenizer():  # type: ignore[no-untyped-def]
     )
     tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
     return tokenizer
-
-
-def _tokenizer_files(hf_dir: Path) -> list[str]:
-    names = [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "chat_template.jinja",
-        "special_tokens_map.json",
-        "generation_config.json",
-    ]
-    return [name for name in names if (hf_dir / name).is_file()]
-
-
-def _tree_sha256(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def remove_tiny_model(cache_root: Path | None = None) -> None:
