@@ -22,3 +22,13 @@ JOB_KEY: Final = "qfleet:job:{job_id}"
 # Models built for tests and the demo are cached under this folder of the user's cache dir.
 CACHE_DIR_NAME: Final = "qfleet"
 MODEL_MANIFEST: Final = "qfleet-model.json"
+
+# The remote-control (inspect) command every worker answers with its model, device, batch
+# settings and throughput; `qfleet status` broadcasts it.
+INSPECT_QFLEET_INFO: Final = "qfleet_info"
+
+# Kombu's Redis transport keeps a queue with priorities as one list per priority level: the
+# plain name for priority 0 and `<queue>\x06\x16<level>` for the others. Kombu's default steps
+# are 0, 3, 6, 9 and a deployment may choose others in 0..9, so readers look at every level.
+PRIORITY_SEPARATOR: Final = "\x06\x16"
+PRIORITY_LEVELS: Final = tuple(range(10))

@@ -28,6 +28,8 @@ settings = Settings()
 app = create_app(settings)
 # Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
 app.conf.include = ["workers.generate"]
+# Metrics (signal handlers) and the `qfleet_info` inspect command: imported by the worker only.
+app.conf.include += ["workers.metrics", "workers.control"]
 runtime = WorkerRuntime(settings)
 atexit.register(runtime.close)
 
