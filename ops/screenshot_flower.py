@@ -64,7 +64,7 @@ def _proxy_handler(target: str, authorization: str) -> type[http.server.BaseHTTP
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # keep the terminal quiet
 
     return AuthProxy

@@ -119,9 +119,7 @@ def test_compose_services_are_pinned_and_health_checked(compose: dict[str, Any])
 
 
 def test_compose_publishes_ports_on_loopback_only(compose: dict[str, Any]) -> None:
-    published = {
-        name: service.get("ports", []) for name, service in compose["services"].items()
-    }
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
     for name, ports in published.items():
         assert all(str(p).startswith("127.0.0.1:") for p in ports), (name, ports)
     # Flower's /metrics answers without auth: Flower is reached only through the proxy.
@@ -135,7 +133,8 @@ def test_compose_inlines_no_secret(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if SECRET_NAME.search(key):
-                assert key.endswith("__FILE") and str(value).startswith("/run/secrets/"), name
+                assert key.endswith("__FILE"), name
+                assert str(value).startswith("/run/secrets/"), name
     for secret in compose["secrets"].values():
         assert secret["file"].startswith("./secrets/")
     assert (DEPLOY / "secrets" / ".gitignore").read_text().splitlines()[-2:] == ["*", "!.gitignore"]
@@ -185,10 +184,11 @@ def test_dockerfile_is_pinned_unprivileged_and_health_checked(name: str) -> None
     assert "ENTRYPOINT" in by_name
     assert not any(SECRET_NAME.search(value) for value in by_name.get("ENV", []))
     if name == "Dockerfile.gpu":
-        assert base.startswith("nvidia/cuda:") and "cudnn" in base
+        assert base.startswith("nvidia/cuda:")
+        assert "cudnn" in base
 
 
-# --- Kubernetes -------------------------------------------------------------------------------------
+# --- Kubernetes ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("name", "doc"), list(k8s_documents()), ids=lambda v: str(v)[:60])
@@ -219,9 +219,8 @@ def test_kubernetes_containers_are_pinned_probed_and_get_secrets_by_reference() 
     for name, spec in pod_specs():
         for container in spec["containers"]:
             assert_pinned(container["image"])
-            assert "livenessProbe" in container and "readinessProbe" in container or (
-                "startupProbe" in container and "livenessProbe" in container
-            ), name
+            assert "livenessProbe" in container, name
+            assert {"readinessProbe", "startupProbe"} & set(container), name
             assert container["resources"]["limits"]["memory"], name
             for env in container.get("env", []):
                 if SECRET_NAME.search(env["name"]):
@@ -285,12 +284,15 @@ def test_alert_rules_cover_backlog_errors_and_missing_workers() -> None:
     }
     for name, rule in rules.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}
-        assert rule["for"] and rule["annotations"]["summary"]
+        assert rule["for"]
+        assert rule["annotations"]["summary"]
         used = referenced_metrics(rule["expr"])
-        assert used and used <= known, (name, used - known)
+        assert used, name
+        assert used <= known, (name, used - known)
         assert set(re.findall(r'job="([^"]+)"', rule["expr"])) <= scrape_jobs
         anchor = rule["annotations"]["runbook"].partition("#")[2]
-        assert f"### {name}" in runbook and anchor == name.lower()
+        assert f"### {name}" in runbook
+        assert anchor == name.lower()
 
 
 def test_prometheus_scrapes_workers_exporter_and_flower() -> None:
@@ -302,13 +304,15 @@ def test_prometheus_scrapes_workers_exporter_and_flower() -> None:
 
 def test_grafana_dashboard_charts_only_metrics_that_exist() -> None:
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "qfleet.json").read_text())
-    assert dashboard["uid"] and dashboard["title"]
+    assert dashboard["uid"]
+    assert dashboard["title"]
     panels = dashboard["panels"]
     assert len({p["id"] for p in panels}) == len(panels)
     known = known_metric_names()
     charted: set[str] = set()
     for panel in panels:
-        assert panel["targets"] and panel["gridPos"]["w"] > 0
+        assert panel["targets"]
+        assert panel["gridPos"]["w"] > 0
         for target in panel["targets"]:
             used = referenced_metrics(target["expr"])
             assert used <= known, (panel["title"], used - known)
