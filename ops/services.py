@@ -26,6 +26,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def free_port_range(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive free loopback ports (prefork child i uses base + i)."""
+    for _ in range(attempts):
+        base = free_port()
+        if base + count <= 65_535 and all(_is_free(base + i) for i in range(1, count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def http_get(
     url: str, *, user: str | None = None, password: str | None = None, timeout: float = 10.0
 ) -> tuple[int, bytes]:

@@ -20,9 +20,16 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops.localfleet import WorkerProcess, run_cli
-from ops.services import QfleetService, free_port, http_get, start_exporter, start_flower
+from ops.services import (
+    QfleetService,
+    free_port,
+    free_port_range,
+    http_get,
+    start_exporter,
+    start_flower,
+)
 from producer.client import FleetClient
-from tasks.constants import QUEUE_EXTRACT, QUEUE_GENERATE, TASK_GENERATE
+from tasks.constants import QUEUE_EXTRACT, QUEUE_GENERATE, QUEUE_RETRIEVE, TASK_GENERATE
 from tasks.errors import JobFailedError
 from tasks.schemas import GenerateJob
 
@@ -252,3 +259,36 @@ def test_status_table_is_readable(ops_fleet: OpsFleet, jobs_ran: dict[str, str])
     assert ops_fleet.outsider.hostname not in done.stdout
     assert "qfleet-tiny-qwen2" in done.stdout
     assert done.stdout.rstrip().endswith("no runs")
+
+
+def test_prefork_children_each_export_their_own_metrics(
+    fleet_env: dict[str, str], fleet: FleetClient, tmp_path: Path
+) -> None:
+    # Given a prefork worker with two children and a metrics base port, alone on a queue
+    base = free_port_range(2)
+    worker = WorkerProcess(
+        {**fleet_env, "QFLEET_METRICS_PORT": str(base)},
+        tmp_path / "prefork.log",
+        hostname=f"prefork-{uuid.uuid4().hex[:6]}@test",
+        queues=QUEUE_RETRIEVE,
+        pool="prefork",
+        concurrency=2,
+    ).start()
+    try:
+        # When six jobs run on it
+        ids = [uuid.uuid4().hex for _ in range(6)]
+        for job_id in ids:
+            job = GenerateJob(job_id=job_id, prompt="Fork", max_tokens=3).model_dump(mode="json")
+            fleet.app.send_task(
+                TASK_GENERATE, kwargs={"job": job}, task_id=job_id, queue=QUEUE_RETRIEVE
+            )
+        results = [fleet.wait(job_id, timeout=60) for job_id in ids]
+        # Then child i answers on base + i with its own model series and its own counts,
+        # which add up to the six jobs
+        children = [scrape(base + i) for i in range(2)]
+    finally:
+        worker.stop()
+    assert {r.worker for r in results} == {worker.hostname}
+    for samples in children:
+        assert total(samples, "qfleet_worker_info", pool="prefork", worker=worker.hostname) == 1
+    assert sum(total(s, "qfleet_jobs_total", outcome="succeeded") for s in children) == len(ids)
