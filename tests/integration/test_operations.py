@@ -7,6 +7,8 @@ exporter, and an outsider worker under another key prefix that none of them may 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from ops.localfleet import WorkerProcess, run_cli
+from ops.localfleet import REPO_ROOT, WorkerProcess, qfleet_env, run_cli
 from ops.services import (
     QfleetService,
     free_port,
@@ -29,7 +31,13 @@ from ops.services import (
     start_flower,
 )
 from producer.client import FleetClient
-from tasks.constants import QUEUE_EXTRACT, QUEUE_GENERATE, QUEUE_RETRIEVE, TASK_GENERATE
+from tasks.constants import (
+    QUEUE_EXTRACT,
+    QUEUE_GENERATE,
+    QUEUE_INGEST,
+    QUEUE_RETRIEVE,
+    TASK_GENERATE,
+)
 from tasks.errors import JobFailedError
 from tasks.schemas import GenerateJob
 
@@ -292,3 +300,36 @@ def test_prefork_children_each_export_their_own_metrics(
     for samples in children:
         assert total(samples, "qfleet_worker_info", pool="prefork", worker=worker.hostname) == 1
     assert sum(total(s, "qfleet_jobs_total", outcome="succeeded") for s in children) == len(ids)
+
+
+def test_drained_worker_takes_no_new_jobs_and_stops_warm(
+    fleet_env: dict[str, str], fleet: FleetClient, tmp_path: Path
+) -> None:
+    # Given a worker alone on a queue
+    worker = WorkerProcess(
+        fleet_env,
+        tmp_path / "drain.log",
+        hostname=f"drain-{uuid.uuid4().hex[:6]}@test",
+        queues=QUEUE_INGEST,
+    ).start()
+    try:
+        # When it is drained with the runbook's command, then sent a job
+        drained = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "producer.celeryapp", "control",
+             "cancel_consumer", QUEUE_INGEST, "-d", worker.hostname],
+            cwd=REPO_ROOT, env=qfleet_env(fleet_env), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert drained.returncode == 0, drained.stderr
+        job = GenerateJob(prompt="after the drain", max_tokens=2).model_dump(mode="json")
+        fleet.app.send_task(TASK_GENERATE, kwargs={"job": job}, queue=QUEUE_INGEST)
+        time.sleep(2)
+        status = status_json(fleet_env)
+    finally:
+        # And stopped with SIGTERM
+        exit_code = worker.stop()
+    # Then it stayed online without consuming, left the job queued, and exited cleanly
+    [listed] = [w for w in status["workers"] if w["name"] == worker.hostname]
+    assert listed["queues"] == []
+    [ingest] = [q for q in status["queues"] if q["name"] == QUEUE_INGEST]
+    assert ingest["depth"] == 1
+    assert exit_code == 0
