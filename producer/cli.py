@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from producer.commands import dlq, jobs, model, worker
+from producer.commands import dlq, jobs, model, ops, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,6 +27,7 @@ def main() -> None:
       QFLEET_MODEL_DIR=./models/qwen qfleet worker
       qfleet generate "Say hello" --max-tokens 32
       qfleet result JOB_ID --json
+      qfleet status --watch 2                 queues, workers, runs
     """
 
 
@@ -35,6 +36,9 @@ main.add_command(jobs.result)
 main.add_command(worker.worker)
 main.add_command(model.model)
 main.add_command(dlq.dlq)
+main.add_command(ops.status)
+main.add_command(ops.exporter)
+main.add_command(ops.flower)
 
 
 if __name__ == "__main__":

@@ -55,3 +55,13 @@ MODEL_MANIFEST: Final = "qfleet-model.json"
 # Quantizations `qfleet model convert` offers (CTranslate2 names). int8 serves on CPU and GPU;
 # int8_float16 is the usual GPU choice; float16/bfloat16 keep full quality at twice the size.
 QUANTIZATIONS: Final = ("int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32")
+
+# The remote-control (inspect) command every worker answers with its model, device, batch
+# settings and throughput; `qfleet status` broadcasts it.
+INSPECT_QFLEET_INFO: Final = "qfleet_info"
+
+# Kombu's Redis transport keeps a queue with priorities as one list per priority level: the
+# plain name for priority 0 and `<queue>\x06\x16<level>` for the others. Kombu's default steps
+# are 0, 3, 6, 9 and a deployment may choose others in 0..9, so readers look at every level.
+PRIORITY_SEPARATOR: Final = "\x06\x16"
+PRIORITY_LEVELS: Final = tuple(range(10))

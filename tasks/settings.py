@@ -107,6 +107,22 @@ class Settings(BaseSettings):
     )
     retry_backoff_max_s: float = Field(default=60.0, ge=0, description="Longest retry delay.")
 
+    # --- Operations: metrics and Flower (docs/operations.md) -----------------------------------
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65_535,
+        description="Prometheus exporter port of a worker process; 0 turns it off.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's exporter binds; loopback unless a scraper needs more.",
+    )
+    flower_user: str = Field(default="admin", min_length=1, description="Flower's basic-auth user.")
+    flower_password: SecretStr | None = Field(
+        default=None, description="Flower's basic-auth password; `qfleet flower` requires one."
+    )
+
     # --- Limits (the worker enforces the model's context window on top) ----------------------
     max_prompt_chars: int = Field(default=32_000, ge=1, description="Largest prompt text.")
     max_new_tokens: int = Field(default=2_048, ge=1, description="Largest `max_tokens` accepted.")

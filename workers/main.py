@@ -30,6 +30,8 @@ settings = Settings()
 app = create_app(settings)
 # Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
 app.conf.include = ["workers.generate", *settings.task_modules]
+# Metrics (signal handlers) and the `qfleet_info` inspect command: imported by the worker only.
+app.conf.include += ["workers.metrics", "workers.control"]
 runtime = WorkerRuntime(settings)
 fleet_keys = fleet_redis(settings, retries=WORKER_RETRIES)
 job_runner = JobRunner(settings, fleet_keys)

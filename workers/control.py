@@ -1,0 +1,49 @@
+"""Remote-control commands qfleet adds to every worker (Celery's `inspect`, over the broker).
+
+`qfleet status` broadcasts `qfleet_info` to learn what Celery's own `inspect stats` cannot tell:
+which model a worker serves, on which device, with which batch settings, and how fast it has been.
+Read-only, and it returns plain JSON data (no secrets: settings are picked field by field).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from celery.worker.control import inspect_command
+
+from tasks.constants import INSPECT_QFLEET_INFO
+from workers.main import runtime, settings
+from workers.metrics import exporter_port, stats
+
+
+def batch_settings() -> dict[str, Any]:
+    """The worker's batching knobs: every setting whose name mentions batch."""
+    return {name: value for name, value in settings.model_dump().items() if "batch" in name}
+
+
+def worker_info() -> dict[str, Any]:
+    """What this worker process serves and how it has done, as JSON data."""
+    loaded = runtime.loaded
+    model = None
+    if loaded is not None:
+        model = {
+            "id": loaded.manifest.model_id,
+            "device": loaded.device,
+            "device_index": settings.device_index,
+            "compute_type": loaded.compute_type,
+            "load_seconds": round(loaded.load_seconds, 3),
+        }
+    return {
+        "host": socket.gethostname(),
+        "model": model,
+        "batch": batch_settings(),
+        "metrics_port": exporter_port(),
+        "stats": stats.snapshot(),
+    }
+
+
+@inspect_command(name=INSPECT_QFLEET_INFO)
+def qfleet_info(state: Any, **_: Any) -> dict[str, Any]:
+    """qfleet: model, device, batch settings and throughput of this worker."""
+    return worker_info()
