@@ -12,7 +12,14 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from tasks.app import create_app
-from tasks.constants import JOB_KEY, QUEUE_GENERATE, TASK_GENERATE
+from tasks.constants import (
+    JOB_KEY,
+    QUEUE_GENERATE,
+    QUEUE_RETRIEVE,
+    RAG_RETRIEVE_ID,
+    TASK_GENERATE,
+    TASK_RAG_RETRIEVE,
+)
 from tasks.errors import (
     BrokerUnavailableError,
     JobFailedError,
@@ -75,14 +82,21 @@ class FleetClient:
             BrokerUnavailableError: Redis did not answer.
         """
         parsed = validate_generate_job(job)
+        # A job with retrieval starts on the knowledge base's owner, which enqueues the
+        # generate step under the job id once it has the passages.
+        task, queue, task_id = (
+            (TASK_RAG_RETRIEVE, QUEUE_RETRIEVE, RAG_RETRIEVE_ID.format(job_id=parsed.job_id))
+            if parsed.retrieval is not None
+            else (TASK_GENERATE, QUEUE_GENERATE, parsed.job_id)
+        )
         try:
             if not self._claim(parsed.job_id):
                 return parsed.job_id
             self.app.send_task(
-                TASK_GENERATE,
+                task,
                 kwargs={"job": parsed.model_dump(mode="json"), "submitted_at": time.time()},
-                task_id=parsed.job_id,
-                queue=QUEUE_GENERATE,
+                task_id=task_id,
+                queue=queue,
             )
         except (OperationalError, RedisError, OSError) as exc:
             raise BrokerUnavailableError(f"could not reach the broker: {exc}") from exc

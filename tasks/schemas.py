@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from tasks.errors import InvalidJobError
+from tasks.retrieval import RetrievalSpec, SourceRef
 
 # Hard caps, independent of any deployment's settings: nothing larger is ever valid.
 MAX_TEXT_CHARS = 200_000
@@ -69,6 +70,9 @@ class GenerateJob(_Model):
     top_k: int = Field(default=0, ge=0, le=1_000)
     stop: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
         default_factory=list, max_length=MAX_STOP_SEQUENCES
+    )
+    retrieval: RetrievalSpec | None = Field(
+        default=None, description="Answer from knowledge-base passages (retrieved first)."
     )
 
     @model_validator(mode="after")
@@ -131,6 +135,10 @@ class JobResult(_Model):
     timings: Timings
     model: ModelInfo
     worker: str = Field(description="Hostname of the worker that ran the job.")
+    sources: list[SourceRef] = Field(
+        default_factory=list, description="Knowledge-base passages the answer was given with."
+    )
+    cached: bool = Field(default=False, description="Answered from the answer cache.")
 
 
 class JobError(_Model):

@@ -27,7 +27,7 @@ log = logging.getLogger("qfleet.worker")
 settings = Settings()
 app = create_app(settings)
 # Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
-app.conf.include = ["workers.generate"]
+app.conf.include = ["workers.generate", "workers.knowledge_tasks"]
 runtime = WorkerRuntime(settings)
 atexit.register(runtime.close)
 
@@ -42,7 +42,7 @@ def _load_in_pool_without_fork(sender: Any = None, **_: Any) -> None:
     pool = getattr(sender, "pool_cls", None)
     pool_name = getattr(pool, "__module__", str(pool))
     if "prefork" not in pool_name:
-        runtime.load()
+        _load_model()
 
 
 @worker_ready.connect
@@ -67,7 +67,13 @@ def _announce(**_: Any) -> None:
 
 @worker_process_init.connect
 def _load_after_fork(**_: Any) -> None:
-    runtime.load()
+    _load_model()
+
+
+def _load_model() -> None:
+    # A worker that only serves the knowledge queues needs no generation model.
+    if settings.model_dir is not None:
+        runtime.load()
 
 
 @worker_process_shutdown.connect
