@@ -66,25 +66,29 @@ class EdgeIndex:
 
     def hybrid_query(
         self,
-        dense: list[float],
+        dense: list[float] | None,
         sparse: SparseVector,
         where: Sequence[Condition],
         limit: int,
         candidates: int,
+        dense_weight: float = 1.0,
     ) -> list[Hit]:
         condition = _filter(where)
-        prefetches = [
-            qe.Prefetch(
-                limit=candidates, query=qe.Query.Nearest(dense, using=DENSE), filter=condition
-            )
-        ]
+        prefetches, weights = [], []
+        if dense is not None:
+            query = qe.Query.Nearest(dense, using=DENSE)
+            prefetches.append(qe.Prefetch(limit=candidates, query=query, filter=condition))
+            weights.append(dense_weight)
         if sparse.indices:
             query = qe.Query.Nearest(_sparse(sparse), using=LEXICAL)
             prefetches.append(qe.Prefetch(limit=candidates, query=query, filter=condition))
+            weights.append(1.0)
+        if not prefetches:
+            return []
         request = qe.QueryRequest(
             limit=limit,
             prefetches=prefetches,
-            query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # the stub misses nested classes
+            query=qe.Fusion.Rrf(k=RRF_K, weights=weights),  # type: ignore[arg-type]  # the stub misses nested classes
             filter=condition,
             with_payload=True,
         )

@@ -35,6 +35,9 @@ class TextEmbedder(Protocol):
     def count_tokens(self, text: str) -> int:
         """How many tokens `text` takes in this model (without special tokens)."""
 
+    def unknown_ratio(self, text: str) -> float:
+        """Share of `text`'s tokens the model cannot read (weights the dense signal)."""
+
 
 @dataclass(frozen=True)
 class EmbedderManifest:
@@ -93,6 +96,7 @@ class Embedder:
         self._bare = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._bare.no_truncation()
         self._bare.no_padding()
+        self._unk_id = _unknown_token_id(self._bare)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One L2-normalised float32 row per text, computed in batches of similar length."""
@@ -110,6 +114,13 @@ class Embedder:
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` without special tokens (for token-aware chunking)."""
         return len(self._bare.encode(text, add_special_tokens=False).ids)
+
+    def unknown_ratio(self, text: str) -> float:
+        """Share of `text`'s tokens the model does not know ([UNK]): 0 for text it can read."""
+        encoding = self._bare.encode(text, add_special_tokens=False)
+        if not encoding.ids or self._unk_id is None:
+            return 0.0
+        return sum(i == self._unk_id for i in encoding.ids) / len(encoding.ids)
 
     def tokenize_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character span of each token of `text` (without special tokens)."""
@@ -136,6 +147,12 @@ def mean_pool_normalise(hidden: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(mean, axis=1, keepdims=True)
     result: np.ndarray = (mean / np.maximum(norms, 1e-12)).astype(np.float32)
     return result
+
+
+def _unknown_token_id(tokenizer: Tokenizer) -> int | None:
+    model = json.loads(tokenizer.to_str()).get("model", {})
+    unk = model.get("unk_token")
+    return tokenizer.token_to_id(unk) if isinstance(unk, str) else None
 
 
 def _to_numpy(view: Any) -> np.ndarray:

@@ -67,24 +67,33 @@ class ServerIndex:
 
     def hybrid_query(
         self,
-        dense: list[float],
+        dense: list[float] | None,
         sparse: SparseVector,
         where: Sequence[Condition],
         limit: int,
         candidates: int,
+        dense_weight: float = 1.0,
     ) -> list[Hit]:
         condition = _filter(where)
-        prefetch = [models.Prefetch(query=dense, using=DENSE, limit=candidates, filter=condition)]
+        prefetch, weights = [], []
+        if dense is not None:
+            prefetch.append(
+                models.Prefetch(query=dense, using=DENSE, limit=candidates, filter=condition)
+            )
+            weights.append(dense_weight)
         if sparse.indices:
+            weights.append(1.0)
             prefetch.append(
                 models.Prefetch(
                     query=_sparse(sparse), using=LEXICAL, limit=candidates, filter=condition
                 )
             )
+        if not prefetch:
+            return []
         response = self.client.query_points(
             self.collection,
             prefetch=prefetch,
-            query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+            query=models.RrfQuery(rrf=models.Rrf(k=RRF_K, weights=weights)),
             query_filter=condition,
             limit=limit,
             with_payload=True,

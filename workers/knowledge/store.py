@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from tasks.errors import NotFoundError
 from tasks.knowledge import (
@@ -30,7 +30,7 @@ from tasks.retrieval import RetrievalFilters
 from workers.knowledge.chunking import chunk_text
 from workers.knowledge.embedder import Embedder
 from workers.knowledge.index import Condition, IndexPoint, Match, MatchAny, Range, VectorIndex
-from workers.knowledge.lexical import document_vector, query_vector
+from workers.knowledge.lexical import SparseVector, document_vector, query_vector
 
 # Chunk ids are stable: the same (source, version, chunk) always maps to the same point.
 _CHUNK_NAMESPACE = uuid.UUID("6f1e8f0a-5b8e-4d55-9a43-1f6d0c2b7e11")
@@ -38,6 +38,9 @@ _UPSERT_BATCH = 256
 # Candidates each signal brings to the fusion, per requested passage (and at least this many).
 _CANDIDATES_PER_RESULT = 4
 _MIN_CANDIDATES = 20
+# The least say the dense list keeps in the fusion, however unreadable the query is to it.
+_MIN_DENSE_WEIGHT = 0.05
+Signals = Literal["hybrid", "dense", "lexical"]
 
 
 @dataclass(frozen=True)
@@ -116,14 +119,28 @@ class KnowledgeStore:
     # --- reading ----------------------------------------------------------------------------
 
     def search(
-        self, query: str, top_k: int = 5, filters: RetrievalFilters | None = None
+        self,
+        query: str,
+        top_k: int = 5,
+        filters: RetrievalFilters | None = None,
+        *,
+        signals: Signals = "hybrid",
     ) -> list[Passage]:
-        """The `top_k` passages for `query` by reciprocal rank fusion of dense and lexical."""
-        dense = self.embedder.embed([query])[0].tolist()
+        """The `top_k` passages for `query` by reciprocal rank fusion of dense and lexical.
+
+        `signals` narrows the search to one of them (to measure what each contributes).
+        """
+        dense = self.embedder.embed([query])[0].tolist() if signals != "lexical" else None
+        sparse = query_vector(query) if signals != "dense" else SparseVector([], [])
         candidates = max(top_k * _CANDIDATES_PER_RESULT, _MIN_CANDIDATES)
         where = search_conditions(filters or RetrievalFilters())
+        # The dense list votes by how much of the query the embedder can read: an English
+        # embedder sees a Chinese query as [UNK]s, and its ranking is then noise.
+        dense_weight = max(1.0 - self.embedder.unknown_ratio(query), _MIN_DENSE_WEIGHT)
         with self._lock:
-            hits = self.index.hybrid_query(dense, query_vector(query), where, top_k, candidates)
+            hits = self.index.hybrid_query(
+                dense, sparse, where, top_k, candidates, dense_weight=dense_weight
+            )
         return [_passage(hit.id, hit.score, hit.payload) for hit in hits]
 
     def versions(self, source_url: str) -> list[SourceVersion]:
