@@ -62,3 +62,18 @@ def test_mean_pool_ignores_padding() -> None:
 def test_counts_tokens_without_special_tokens(embedder: Embedder) -> None:
     assert embedder.count_tokens("hello world") == 2
     assert embedder.embed([]).shape == (0, 384)
+
+
+def test_cli_converts_a_model_folder(tmp_path: Path) -> None:
+    from ops.localfleet import run_cli
+    from workers.knowledge.embedder import EMBEDDER_MANIFEST
+    from workers.knowledge.embedder_build import default_embedder_source
+
+    # When a user converts the packaged model into a folder of their choice
+    out = tmp_path / "embedder"
+    done = run_cli(["model", "embedder", str(default_embedder_source()), str(out)], {})
+    # Then the folder is a loadable embedder and its path is printed
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out)
+    assert (out / EMBEDDER_MANIFEST).is_file()
+    assert Embedder(out, device="cpu").embed(["hello"]).shape == (1, 384)

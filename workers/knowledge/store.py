@@ -78,8 +78,10 @@ class KnowledgeStore:
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
         self.backend = backend
-        # Writers hold it for a whole ingest/rollback, readers for a query: a search never
-        # sees a source with no active version, or two.
+        # One writer at a time: two ingests of one source must not interleave their steps.
+        self._writer = threading.RLock()
+        # Held by a writer only while it changes points (not while it embeds) and by a reader
+        # for its query: a search never sees a source with no active version, or two.
         self._lock = threading.RLock()
         index.ensure_collection(embedder.dim)
 
@@ -89,7 +91,7 @@ class KnowledgeStore:
         """Chunk, embed (reusing stored vectors of identical chunks) and store `documents`."""
         reports: list[IngestedDocument] = []
         embed_seconds = 0.0
-        with self._lock:
+        with self._writer:
             for document in documents:
                 report, seconds = self._ingest_one(document)
                 reports.append(report)
@@ -99,7 +101,7 @@ class KnowledgeStore:
 
     def rollback(self, source_url: str, version: str) -> None:
         """Make `version` the active version of `source_url` again."""
-        with self._lock:
+        with self._writer, self._lock:
             if not self.index.count([Match("source", source_url), Match("version", version)]):
                 raise NotFoundError(f"{source_url} has no stored version {version!r}")
             self._activate(source_url, version)
@@ -107,7 +109,7 @@ class KnowledgeStore:
 
     def delete(self, source_url: str) -> int:
         """Delete every version of `source_url`; returns the chunks removed."""
-        with self._lock:
+        with self._writer, self._lock:
             where = [Match("source", source_url)]
             removed = self.index.count(where)
             if not removed:
@@ -190,16 +192,17 @@ class KnowledgeStore:
         if stored and stored[0].payload.get("doc_hash") == doc_hash:
             status = "unchanged"
             return self._report(document, status, len(stored), 0), 0.0
-        if stored:  # the same version label with other text: replace it
-            self.index.delete([Match("source", source), Match("version", version)])
         points, embedded, seconds = self._points(document, doc_hash)
-        for start in range(0, len(points), _UPSERT_BATCH):
-            self.index.upsert(points[start : start + _UPSERT_BATCH])
-        if self._supersedes(source, points[0].payload["update_ts"] if points else 0.0):
-            self._activate(source, version)
-            status = "ingested"
-        else:
-            status = "stored_not_latest"
+        with self._lock:
+            if stored:  # the same version label with other text: replace it
+                self.index.delete([Match("source", source), Match("version", version)])
+            for start in range(0, len(points), _UPSERT_BATCH):
+                self.index.upsert(points[start : start + _UPSERT_BATCH])
+            if self._supersedes(source, points[0].payload["update_ts"] if points else 0.0):
+                self._activate(source, version)
+                status = "ingested"
+            else:
+                status = "stored_not_latest"
         return self._report(document, status, len(points), embedded), seconds
 
     def _points(
