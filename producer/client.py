@@ -20,8 +20,11 @@ from tasks.constants import (
     PRIORITY_BULK,
     PRIORITY_INTERACTIVE,
     QUEUE_GENERATE,
+    QUEUE_RETRIEVE,
+    RAG_RETRIEVE_ID,
     STREAM_KEY,
     TASK_GENERATE,
+    TASK_RAG_RETRIEVE,
 )
 from tasks.deadletters import DeadLetter, DeadLetterStore
 from tasks.errors import (
@@ -96,6 +99,13 @@ class FleetClient:
             BrokerUnavailableError: Redis did not answer.
         """
         parsed = parse_generate_job(job, self.settings)
+        # A job with retrieval starts on the knowledge base's owner, which enqueues the
+        # generate step under the job id once it has the passages.
+        task, queue, task_id = (
+            (TASK_RAG_RETRIEVE, QUEUE_RETRIEVE, RAG_RETRIEVE_ID.format(job_id=parsed.job_id))
+            if parsed.retrieval is not None
+            else (TASK_GENERATE, QUEUE_GENERATE, parsed.job_id)
+        )
         try:
             if not self._claim(parsed.job_id):
                 return parsed.job_id
@@ -103,10 +113,10 @@ class FleetClient:
             raise BrokerUnavailableError(f"could not use the broker: {exc}") from exc
         try:
             self.app.send_task(
-                TASK_GENERATE,
+                task,
                 kwargs={"job": parsed.model_dump(mode="json"), "submitted_at": time.time()},
-                task_id=parsed.job_id,
-                queue=QUEUE_GENERATE,
+                task_id=task_id,
+                queue=queue,
                 priority=PRIORITIES[parsed.priority],
             )
         except BROKER_ERRORS as exc:

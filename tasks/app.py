@@ -10,7 +10,17 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
-from tasks.constants import ALL_QUEUES, QUEUE_GENERATE, TASK_GENERATE
+from tasks.constants import (
+    ALL_QUEUES,
+    QUEUE_GENERATE,
+    QUEUE_INGEST,
+    QUEUE_RETRIEVE,
+    TASK_GENERATE,
+    TASK_INGEST,
+    TASK_KB_ADMIN,
+    TASK_RAG_RETRIEVE,
+    TASK_RETRIEVE,
+)
 from tasks.settings import Settings
 
 JSON_ONLY = ["json"]
@@ -65,7 +75,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUE_GENERATE,
         "task_default_exchange": default_exchange.name,
         "task_default_routing_key": QUEUE_GENERATE,
-        "task_routes": {TASK_GENERATE: {"queue": QUEUE_GENERATE, "routing_key": QUEUE_GENERATE}},
+        "task_routes": {
+            TASK_GENERATE: {"queue": QUEUE_GENERATE, "routing_key": QUEUE_GENERATE},
+            TASK_INGEST: {"queue": QUEUE_INGEST, "routing_key": QUEUE_INGEST},
+            TASK_KB_ADMIN: {"queue": QUEUE_INGEST, "routing_key": QUEUE_INGEST},
+            TASK_RETRIEVE: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
+            TASK_RAG_RETRIEVE: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
+        },
         "task_create_missing_queues": False,
         # Worker events feed Flower and `qfleet status`. No task-sent event: it would double the
         # Redis round trips of every submit, and queue depth/age come from the queues themselves.

@@ -43,6 +43,18 @@ class ModelUnavailableError(RetryableError):
     code = "model_unavailable"
 
 
+class NotFoundError(PermanentError):
+    """The thing a job names (a source, a version) does not exist."""
+
+    code = "not_found"
+
+
+class StoreUnavailableError(RetryableError):
+    """The knowledge base cannot be opened here (no embedder, folder owned by another process)."""
+
+    code = "store_unavailable"
+
+
 class BrokerUnavailableError(RetryableError):
     """The broker or result backend did not answer."""
 

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from tasks.errors import InvalidJobError
+from tasks.retrieval import RetrievalSpec, SourceRef
 
 # Hard caps, independent of any deployment's settings: nothing larger is ever valid.
 MAX_TEXT_CHARS = 200_000
@@ -74,6 +75,9 @@ class GenerateJob(_Model):
     stream: bool = Field(default=False, description="Publish text pieces as they are generated.")
     priority: Priority = Field(
         default="interactive", description="interactive jobs are served before queued bulk jobs."
+    )
+    retrieval: RetrievalSpec | None = Field(
+        default=None, description="Answer from knowledge-base passages (retrieved first)."
     )
 
     @model_validator(mode="after")
@@ -137,6 +141,10 @@ class JobResult(_Model):
     model: ModelInfo
     worker: str = Field(description="Hostname of the worker that ran the job.")
     batch_size: int = Field(default=1, description="Jobs generated in the same engine call.")
+    sources: list[SourceRef] = Field(
+        default_factory=list, description="Knowledge-base passages the answer was given with."
+    )
+    cached: bool = Field(default=False, description="Answered from the answer cache.")
 
 
 class JobError(_Model):

@@ -123,12 +123,39 @@ class Settings(BaseSettings):
         default=None, description="Flower's basic-auth password; `qfleet flower` requires one."
     )
 
+    # --- Knowledge base ------------------------------------------------------------------
+    kb_dir: Path | None = Field(
+        default=None,
+        description="Folder of the embedded knowledge base (default: ~/.local/share/qfleet/kb).",
+    )
+    qdrant_url: str | None = Field(
+        default=None, description="A Qdrant server to use instead of the embedded store."
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="API key of that server.")
+    kb_collection: str = Field(
+        default="qfleet_kb", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Collection name."
+    )
+    embedder_dir: Path | None = Field(
+        default=None,
+        description="CTranslate2 embedder folder (default: the converted all-MiniLM-L6-v2).",
+    )
+    embedder_compute_type: ComputeType = Field(
+        default="auto", description="auto: int8 on CPU, int8_float16 on CUDA."
+    )
+    chunk_tokens: int = Field(default=200, ge=16, le=510, description="Tokens per chunk.")
+    chunk_overlap_tokens: int = Field(default=40, ge=0, description="Tokens shared by neighbours.")
+    answer_cache_ttl_s: int = Field(
+        default=3_600, ge=0, description="How long greedy answers are cached; 0 turns it off."
+    )
+
     # --- Limits (the worker enforces the model's context window on top) ----------------------
     max_prompt_chars: int = Field(default=32_000, ge=1, description="Largest prompt text.")
     max_new_tokens: int = Field(default=2_048, ge=1, description="Largest `max_tokens` accepted.")
 
     @model_validator(mode="after")
     def _time_limits_fit_visibility(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError("chunk_overlap_tokens must be below chunk_tokens")
         if self.task_soft_time_limit_s > self.task_time_limit_s:
             raise ValueError("task_soft_time_limit_s must not exceed task_time_limit_s")
         if self.task_time_limit_s >= self.visibility_timeout_s:

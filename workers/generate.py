@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -11,6 +12,7 @@ from tasks.constants import TASK_GENERATE
 from tasks.limits import parse_generate_job
 from tasks.schemas import JobResult
 from workers.jobs import run_generate
+from workers.knowledge_tasks import generate_with_knowledge
 from workers.main import app, fleet_keys, job_runner, runtime, settings
 from workers.policy import JobContext
 from workers.streaming import TokenStream
@@ -18,23 +20,31 @@ from workers.streaming import TokenStream
 log = logging.getLogger("qfleet.worker")
 
 
-def generate_body(payload: Any, ctx: JobContext) -> JobResult:
-    """Validate, generate through the batcher, and stream the text when the job asks for it."""
+def generate_body(payload: Any, ctx: JobContext, context: Any = None) -> JobResult:
+    """Validate, generate through the batcher (with retrieved passages and the answer cache),
+    and stream the text when the job asks for it."""
     job = parse_generate_job(payload, settings)
     stream = TokenStream(fleet_keys, ctx.job_id, settings.redis_key_prefix) if job.stream else None
     try:
-        result = run_generate(
-            runtime.batcher,
+        result = generate_with_knowledge(
             job,
-            submitted_at=ctx.submitted_at,
+            context,
+            lambda j: run_generate(
+                runtime.batcher,
+                j,
+                submitted_at=ctx.submitted_at,
+                worker=ctx.worker,
+                on_text=stream.push if stream else None,
+            ),
             worker=ctx.worker,
-            on_text=stream.push if stream else None,
         )
     except Exception as exc:
         if stream is not None:
             stream.close(f"error:{getattr(exc, 'code', 'internal')}")
         raise
     if stream is not None:
+        if result.cached:  # answered without generating: stream the whole text at once
+            stream.push(result.text)
         stream.close(result.finish_reason)
     log.info(
         "job %s done: %d tokens in %.0f ms (%s, batch of %d)",
@@ -48,6 +58,12 @@ def generate_body(payload: Any, ctx: JobContext) -> JobResult:
 
 
 @app.task(name=TASK_GENERATE, bind=True)
-def generate_task(self: Task, job: Any = None, submitted_at: float | None = None) -> Any:
-    """Run one generate job; always ends in a `JobResult` or a `JobError` as JSON data."""
-    return job_runner.run(self, generate_body, job, submitted_at)
+def generate_task(
+    self: Task, job: Any = None, submitted_at: float | None = None, context: Any = None
+) -> Any:
+    """Run one generate job; always ends in a `JobResult` or a `JobError` as JSON data.
+
+    `context` carries the passages of a job that asked for retrieval (see knowledge_tasks).
+    """
+    body = functools.partial(generate_body, context=context)
+    return job_runner.run(self, body, job, submitted_at)

@@ -29,7 +29,7 @@ log = logging.getLogger("qfleet.worker")
 settings = Settings()
 app = create_app(settings)
 # Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
-app.conf.include = ["workers.generate", *settings.task_modules]
+app.conf.include = ["workers.generate", "workers.knowledge_tasks", *settings.task_modules]
 # Metrics (signal handlers) and the `qfleet_info` inspect command: imported by the worker only.
 app.conf.include += ["workers.metrics", "workers.control"]
 runtime = WorkerRuntime(settings)
@@ -48,7 +48,7 @@ def _load_in_pool_without_fork(sender: Any = None, **_: Any) -> None:
     pool = getattr(sender, "pool_cls", None)
     pool_name = getattr(pool, "__module__", str(pool))
     if "prefork" not in pool_name:
-        runtime.load()
+        _load_model()
 
 
 @worker_ready.connect
@@ -73,7 +73,13 @@ def _announce(**_: Any) -> None:
 
 @worker_process_init.connect
 def _load_after_fork(**_: Any) -> None:
-    runtime.load()
+    _load_model()
+
+
+def _load_model() -> None:
+    # A worker that only serves the knowledge queues needs no generation model.
+    if settings.model_dir is not None:
+        runtime.load()
 
 
 @worker_process_shutdown.connect

@@ -52,7 +52,11 @@ def worker(
     from tasks.settings import Settings
 
     settings = Settings()
-    if settings.model_dir is None or not (settings.model_dir / "model.bin").is_file():
+    # A worker serving only the knowledge queues (ingest, retrieve) needs no generation model.
+    needs_model = QUEUE_GENERATE in queues.split(",")
+    if needs_model and (
+        settings.model_dir is None or not (settings.model_dir / "model.bin").is_file()
+    ):
         fail(
             f"no CTranslate2 model at {settings.model_dir!s}: pass --model-dir or set "
             "QFLEET_MODEL_DIR (make one with `qfleet model convert` or `qfleet model pull demo`)",

@@ -25,7 +25,8 @@ def batching_worker(
     fleet_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     """A worker holding 8 jobs at once, waiting up to 200 ms for batch-mates."""
-    env = {**fleet_env, "QFLEET_BATCH_MAX_WAIT_MS": "200"}
+    # No answer cache: repeated greedy prompts must be generated to show batching.
+    env = {**fleet_env, "QFLEET_BATCH_MAX_WAIT_MS": "200", "QFLEET_ANSWER_CACHE_TTL_S": "0"}
     log = tmp_path_factory.mktemp("batching") / "worker.log"
     process = WorkerProcess(env, log, hostname=f"batch-{uuid.uuid4().hex[:6]}@test", concurrency=8)
     yield process.start()

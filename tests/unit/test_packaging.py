@@ -9,12 +9,21 @@ from pathlib import Path
 
 from ops.localfleet import REPO_ROOT
 
-HEAVY = ("ctranslate2", "torch", "transformers", "tokenizers", "workers")
+HEAVY = (
+    "ctranslate2",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "qdrant_client",
+    "qdrant_edge",
+    "workers",
+)
 
 
 def test_producer_imports_no_engine() -> None:
     code = (
-        "import sys, producer, producer.cli, producer.client, tasks;"
+        "import sys, producer, producer.cli, producer.client, producer.knowledge, tasks;"
+        "import producer.documents, tasks.knowledge;"
         f"heavy = [m for m in {HEAVY!r} if m in sys.modules];"
         "assert not heavy, heavy"
     )
@@ -37,7 +46,7 @@ def test_plain_install_has_no_engine(tmp_path: Path) -> None:
     probe = (
         "import importlib.util, producer, tasks;"
         "from producer import FleetClient;"
-        f"present = [m for m in {HEAVY[:4]!r} if importlib.util.find_spec(m)];"
+        f"present = [m for m in {HEAVY[:-1]!r} if importlib.util.find_spec(m)];"
         "assert not present, present"
     )
     done = subprocess.run([python, "-c", probe], cwd=tmp_path, capture_output=True, text=True)

@@ -1,0 +1,1 @@
+"""The knowledge base inside a worker: embedder, Qdrant store, chunking, versioned ingest."""
