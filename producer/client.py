@@ -12,13 +12,27 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from tasks.app import create_app
-from tasks.constants import JOB_KEY, QUEUE_GENERATE, TASK_GENERATE
+from tasks.constants import (
+    JOB_KEY,
+    QUEUE_EXTRACT,
+    QUEUE_GENERATE,
+    TASK_EXTRACT,
+    TASK_GENERATE,
+)
 from tasks.errors import (
     BrokerUnavailableError,
     JobFailedError,
     JobTimeoutError,
 )
-from tasks.schemas import GenerateJob, JobError, JobResult, parse_outcome, validate_generate_job
+from tasks.schemas import (
+    ExtractJob,
+    ExtractResult,
+    GenerateJob,
+    JobError,
+    JobResult,
+    parse_outcome,
+    validate_job,
+)
 from tasks.settings import Settings
 
 JobState = Literal["unknown", "queued", "running", "succeeded", "failed"]
@@ -32,6 +46,10 @@ _CELERY_STATES: dict[str, JobState] = {
     "FAILURE": "failed",
     "REVOKED": "failed",
 }
+
+
+# Which task and queue run each job kind.
+_ROUTES = {"generate": (TASK_GENERATE, QUEUE_GENERATE), "extract": (TASK_EXTRACT, QUEUE_EXTRACT)}
 
 
 class FleetClient:
@@ -64,7 +82,7 @@ class FleetClient:
 
     # --- submitting -------------------------------------------------------------------------
 
-    def submit(self, job: GenerateJob | dict[str, Any]) -> str:
+    def submit(self, job: GenerateJob | ExtractJob | dict[str, Any]) -> str:
         """Validate and enqueue `job`; return its job id.
 
         Submitting a job id that was already submitted (and whose result has not expired) does
@@ -74,15 +92,16 @@ class FleetClient:
             InvalidJobError: the payload does not validate; nothing was sent.
             BrokerUnavailableError: Redis did not answer.
         """
-        parsed = validate_generate_job(job)
+        parsed = validate_job(job)
+        task, queue = _ROUTES[parsed.kind]
         try:
             if not self._claim(parsed.job_id):
                 return parsed.job_id
             self.app.send_task(
-                TASK_GENERATE,
+                task,
                 kwargs={"job": parsed.model_dump(mode="json"), "submitted_at": time.time()},
                 task_id=parsed.job_id,
-                queue=QUEUE_GENERATE,
+                queue=queue,
             )
         except (OperationalError, RedisError, OSError) as exc:
             raise BrokerUnavailableError(f"could not reach the broker: {exc}") from exc
@@ -90,7 +109,9 @@ class FleetClient:
 
     def generate(self, prompt: str, *, timeout: float | None = 300, **options: Any) -> JobResult:
         """Submit a prompt and wait for its answer (a convenience for one-off calls)."""
-        return self.wait(self.submit(GenerateJob(prompt=prompt, **options)), timeout=timeout)
+        result = self.wait(self.submit(GenerateJob(prompt=prompt, **options)), timeout=timeout)
+        assert isinstance(result, JobResult)  # a generate job's id holds a generate result
+        return result
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -104,14 +125,16 @@ class FleetClient:
             return "failed" if isinstance(outcome, JobError) else "succeeded"
         return state
 
-    def result(self, job_id: str) -> JobResult | JobError | None:
+    def result(self, job_id: str) -> JobResult | ExtractResult | JobError | None:
         """The job's outcome, or None while it has none."""
         async_result = self._async(job_id)
         if async_result.state != "SUCCESS":
             return None
         return parse_outcome(async_result.result)
 
-    def wait(self, job_id: str, timeout: float | None = 300, poll: float = 0.05) -> JobResult:
+    def wait(
+        self, job_id: str, timeout: float | None = 300, poll: float = 0.05
+    ) -> JobResult | ExtractResult:
         """Block until the job finishes and return its result.
 
         Raises:

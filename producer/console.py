@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from tasks.errors import BrokerUnavailableError, InvalidJobError, JobTimeoutError
-from tasks.schemas import JobError, JobResult
+from tasks.schemas import ExtractResult, JobError, JobResult
 
 if TYPE_CHECKING:
     from producer.client import FleetClient
@@ -42,8 +42,8 @@ def fleet_client() -> FleetClient:
     return FleetClient()
 
 
-def print_outcome(outcome: JobResult | JobError, as_json: bool) -> None:
-    if as_json:
+def print_outcome(outcome: JobResult | ExtractResult | JobError, as_json: bool) -> None:
+    if as_json or isinstance(outcome, ExtractResult):
         click.echo(outcome.model_dump_json(indent=2))
         return
     if isinstance(outcome, JobError):

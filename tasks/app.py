@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
-from tasks.constants import ALL_QUEUES, QUEUE_GENERATE, TASK_GENERATE
+from tasks.constants import ALL_QUEUES, QUEUE_EXTRACT, QUEUE_GENERATE, TASK_EXTRACT, TASK_GENERATE
 from tasks.settings import Settings
 
 JSON_ONLY = ["json"]
@@ -57,7 +57,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": QUEUE_GENERATE,
         "task_default_exchange": default_exchange.name,
         "task_default_routing_key": QUEUE_GENERATE,
-        "task_routes": {TASK_GENERATE: {"queue": QUEUE_GENERATE, "routing_key": QUEUE_GENERATE}},
+        "task_routes": {
+            TASK_GENERATE: {"queue": QUEUE_GENERATE, "routing_key": QUEUE_GENERATE},
+            TASK_EXTRACT: {"queue": QUEUE_EXTRACT, "routing_key": QUEUE_EXTRACT},
+        },
         "task_create_missing_queues": False,
         # Events feed Flower and `qfleet status`.
         "worker_send_task_events": True,

@@ -6,13 +6,14 @@ from typing import Final
 
 # One queue per job kind, so a fleet can dedicate workers to a kind and scale each on its depth.
 QUEUE_GENERATE: Final = "qfleet.generate"
-QUEUE_EXTRACT: Final = "qfleet.extract"  # reserved for bulk extraction
+QUEUE_EXTRACT: Final = "qfleet.extract"
 QUEUE_RETRIEVE: Final = "qfleet.retrieve"  # reserved for retrieval jobs
 QUEUE_INGEST: Final = "qfleet.ingest"  # reserved for knowledge ingest
 ALL_QUEUES: Final = (QUEUE_GENERATE, QUEUE_EXTRACT, QUEUE_RETRIEVE, QUEUE_INGEST)
 
 # Task names equal their queue names: one kind of job, one name, everywhere (logs, Flower, metrics).
 TASK_GENERATE: Final = "qfleet.generate"
+TASK_EXTRACT: Final = "qfleet.extract"
 
 # Our own Redis keys live beside Celery's under `Settings.redis_key_prefix`.
 # `qfleet:job:<job_id>` marks a submitted job id so a second submit of the same id is not

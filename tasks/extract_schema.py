@@ -93,8 +93,9 @@ class _SchemaWalker:
             return self._inline(node, where, depth)
         # Definitions were collected from the root; what references them is inlined.
         body = {k: v for k, v in node.items() if k not in ("$defs", "definitions")}
+        _refuse_unknown_keywords(body, where)
         types = _declared_types(body, where)
-        _refuse_unknown_keywords(body, types, where)
+        _refuse_misplaced_keywords(body, types, where)
         return self._normalise(body, types, where, depth)
 
     def _inline(self, node: dict[str, Any], where: str, depth: int) -> dict[str, Any]:
@@ -175,13 +176,17 @@ def _declared_types(body: dict[str, Any], where: str) -> set[str]:
     return set(names)
 
 
-def _refuse_unknown_keywords(body: dict[str, Any], types: set[str], where: str) -> None:
+def _refuse_unknown_keywords(body: dict[str, Any], where: str) -> None:
     for keyword in body:
         if keyword not in SUPPORTED_KEYWORDS:
             raise UnsupportedSchemaError(
                 f"{where}: keyword {keyword!r} is not supported by qfleet extraction; supported: "
                 f"{', '.join(sorted(SUPPORTED_KEYWORDS))}"
             )
+
+
+def _refuse_misplaced_keywords(body: dict[str, Any], types: set[str], where: str) -> None:
+    for keyword in body:
         if keyword in ANNOTATIONS or keyword in _ANY_TYPE_KEYWORDS or not types:
             continue
         if not any(keyword in _KEYWORDS_BY_TYPE[t] for t in types):

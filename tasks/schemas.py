@@ -209,6 +209,9 @@ class ExtractItem(_Model):
     object: dict[str, Any] | None = None
     error_code: str | None = None
     error: str | None = None
+    finish_reason: FinishReason | None = Field(
+        default=None, description="length: the token budget ran out and the object was closed."
+    )
     completion_tokens: int = 0
     repairs: int = Field(
         default=0, description="Tokens the decoder replaced to keep to the schema."
@@ -229,10 +232,11 @@ class ExtractResult(_Model):
 
 
 def _outcome_tag(data: Any) -> str:
-    get = data.get if isinstance(data, dict) else lambda key: getattr(data, key, None)
-    if get("status") == "failed":
+    """Which outcome model `data` (a dict or a model) is: by status, then by job kind."""
+    fields = data if isinstance(data, dict) else vars(data)
+    if fields.get("status") == "failed":
         return "failed"
-    return "extract" if get("kind") == "extract" else "generate"
+    return "extract" if fields.get("kind") == "extract" else "generate"
 
 
 JobOutcome = Annotated[

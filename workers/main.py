@@ -27,7 +27,7 @@ log = logging.getLogger("qfleet.worker")
 settings = Settings()
 app = create_app(settings)
 # Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
-app.conf.include = ["workers.generate"]
+app.conf.include = ["workers.generate", "workers.extract"]
 runtime = WorkerRuntime(settings)
 atexit.register(runtime.close)
 
