@@ -67,7 +67,7 @@ def synthetic_documents(count: int, seed: int = 7) -> list[dict[str, str]]:
         skills = rng.sample(_SKILLS, rng.randint(0, 3))
         facts = [
             f"{name} was born on {year}-{month:02d}-{day:02d} and is {2024 - year} years old.",
-            f"{name.split()[0]} lives in {rng.choice(_CITIES)} and works as a {rng.choice(_ROLES)}.",
+            f"{name.split()[0]} lives in {rng.choice(_CITIES)}, a {rng.choice(_ROLES)}.",
             f"Skills: {', '.join(skills) or 'none listed'}.",
             rng.choice(["Currently unemployed.", "Employed full time.", "Works part time."]),
             rng.choice(["", f"Friends call them {name.split()[0][:2]}y.", ""]),
@@ -183,7 +183,7 @@ def main() -> None:
         f"  tokens/doc           {figures['tokens_per_doc']:.1f}, "
         f"repairs/doc {figures['repairs_per_doc']:.2f}, cut by budget {figures['cut_by_budget']}\n"
         f"  constrained          {figures['constrained_s']:.2f} s\n"
-        f"  unconstrained        {figures['unconstrained_s']:.2f} s (same prompts and tokens, no grammar)\n"
+        f"  unconstrained        {figures['unconstrained_s']:.2f} s (same prompts/tokens)\n"
         f"  ratio                {figures['ratio']:.2f}x constrained/unconstrained\n"
         f"  sample               {json.dumps(figures['sample'], ensure_ascii=False)}"
     )
