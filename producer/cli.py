@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from producer.commands import jobs, model, worker
+from producer.commands import jobs, model, run, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,6 +33,7 @@ main.add_command(jobs.generate)
 main.add_command(jobs.result)
 main.add_command(worker.worker)
 main.add_command(model.model)
+main.add_command(run.run)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@ TASK_EXTRACT: Final = "qfleet.extract"
 # enqueued twice (the idempotency key of the job); it lives as long as the job's result does.
 JOB_KEY: Final = "qfleet:job:{job_id}"
 
+# A bulk run's spec and progress (a hash), and its jobs in flight (a hash job id -> item ids).
+# Kept a week after the last update: long enough to resume or inspect a run, then forgotten.
+RUN_KEY: Final = "qfleet:run:{run_id}"
+RUN_PENDING_KEY: Final = "qfleet:run:{run_id}:pending"
+RUN_TTL_S: Final = 7 * 24 * 3600
+# One producer follows a run at a time; its lease lapses this long after it stops renewing it
+# (a crashed producer), so a resume waits at most this long.
+RUN_LEASE_S: Final = 10
+
 # Models built for tests and the demo are cached under this folder of the user's cache dir.
 CACHE_DIR_NAME: Final = "qfleet"
 MODEL_MANIFEST: Final = "qfleet-model.json"

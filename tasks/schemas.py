@@ -212,6 +212,7 @@ class ExtractItem(_Model):
     finish_reason: FinishReason | None = Field(
         default=None, description="length: the token budget ran out and the object was closed."
     )
+    prompt_tokens: int = 0
     completion_tokens: int = 0
     repairs: int = Field(
         default=0, description="Tokens the decoder replaced to keep to the schema."

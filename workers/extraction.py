@@ -120,11 +120,16 @@ def run_extract(
     items, generate_s = [], 0.0
     for document, prompt, ok in zip(job.documents, prompts, fits, strict=True):
         if not ok:
-            items.append(_too_long(document.id, len(prompt), job, model))
+            items.append(
+                _too_long(document.id, len(prompt), job, model).model_copy(
+                    update={"prompt_tokens": len(prompt)}
+                )
+            )
             continue
         output = next(outputs)
         generate_s = output.generate_seconds
-        items.append(_item(document.id, output, validator))
+        item = _item(document.id, output, validator)
+        items.append(item.model_copy(update={"prompt_tokens": len(prompt)}))
     finished = time.time()
     completion = sum(i.completion_tokens for i in items)
     submitted = submitted_at if submitted_at is not None else started
