@@ -155,9 +155,11 @@ def _extract_item(
     job_options = {
         "json_schema": check_extract_schema(schema),
         "instructions": options["instructions"],
-        "max_tokens": overrides.get("max_tokens") or spec.max_tokens,
+        "max_tokens": overrides.get("max_tokens", spec.max_tokens),
         "temperature": overrides.get("temperature", spec.temperature),
     }
+    # Fail now, naming the line, not when its job is built mid-run.
+    ExtractJob.model_validate({**job_options, "documents": [{"id": "d0", "text": text}]})
     group = hashlib.sha256(json.dumps(job_options, sort_keys=True).encode()).hexdigest()[:16]
     return RunItem(id=item_id, kind="extract", fields={"text": text, **job_options}, group=group)
 
@@ -165,7 +167,9 @@ def _extract_item(
 def _openai_item(line: dict[str, Any], spec: RunSpec) -> RunItem:
     request = openai_batch.parse_request(line)
     body = request.body
-    max_tokens = body.max_completion_tokens or body.max_tokens or spec.max_tokens
+    max_tokens = next(
+        (n for n in (body.max_completion_tokens, body.max_tokens) if n is not None), spec.max_tokens
+    )
     temperature = spec.temperature if body.temperature is None else body.temperature
     schema = body.json_schema()
     if schema is not None:
