@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -447,12 +449,29 @@ class RunStore:
         """Become the run's only follower, waiting up to `wait_s` for a dead one's lease."""
         deadline = time.monotonic() + wait_s
         while not self.redis.set(self.lease_key, owner, nx=True, ex=RUN_LEASE_S):
+            if self._holder_died_here():
+                self.redis.delete(self.lease_key)
+                continue
             if time.monotonic() > deadline:
                 raise RunBusyError(
                     f"run {self.run_id} is being followed by another producer; wait for it, or "
                     f"for {RUN_LEASE_S}s after it died"
                 )
             time.sleep(0.2)
+
+    def _holder_died_here(self) -> bool:
+        """True when the lease belongs to a process of this host that no longer exists."""
+        raw = self.redis.get(self.lease_key)
+        host, _, pid = (raw or b"").decode().rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     def renew_lease(self, owner: str) -> None:
         if self.redis.get(self.lease_key) in (None, owner.encode()):
@@ -479,7 +498,7 @@ class BulkRun:
     fleet: FleetClient
     spec: RunSpec
     poll_s: float = 0.2
-    owner: str = field(default_factory=lambda: f"producer-{time.time_ns()}")
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def __post_init__(self) -> None:
         self.store = RunStore(self.fleet, self.spec.run_id)

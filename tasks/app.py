@@ -22,6 +22,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # One visibility timeout everywhere Celery reads it: the broker's unacked-restore and the
         # result backend. It must exceed the hard time limit (enforced by Settings).
         "visibility_timeout": settings.visibility_timeout_s,
+        # A crashed worker's messages come back once their visibility timeout has passed; look
+        # for them every interval (one cheap ZRANGE), not every 10 × 10 s as kombu would.
+        "unacked_restore_interval": settings.unacked_restore_interval_s,
+        "unacked_restore_throttle": 1,
     }
     if settings.redis_key_prefix:
         transport_options["global_keyprefix"] = settings.redis_key_prefix

@@ -53,8 +53,13 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(default=86_400, ge=60, description="How long results are kept.")
     visibility_timeout_s: int = Field(
         default=3_600,
-        ge=60,
+        ge=1,
         description="Unacked messages are redelivered after this; must exceed the longest job.",
+    )
+    unacked_restore_interval_s: int = Field(
+        default=10,
+        ge=1,
+        description="How often a worker looks for messages whose visibility timeout ran out.",
     )
     task_soft_time_limit_s: int = Field(default=600, ge=1, description="Soft limit per job.")
     task_time_limit_s: int = Field(default=660, ge=1, description="Hard limit per job.")
