@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,6 +89,26 @@ def _wait_for_lines(path: Path, count: int, timeout: float = 60) -> int:
     raise AssertionError(f"{path} did not reach {count} lines in {timeout}s")
 
 
+_TASK_LINE = re.compile(r"Task qfleet\.extract\[([^\]]+)\] (received|succeeded)")
+
+
+def _started(worker: WorkerProcess) -> set[str]:
+    return {m[0] for m in _TASK_LINE.findall(worker.log()) if m[1] == "received"}
+
+
+def _finished(worker: WorkerProcess) -> set[str]:
+    return {m[0] for m in _TASK_LINE.findall(worker.log()) if m[1] == "succeeded"}
+
+
+def _wait_until_busy(worker: WorkerProcess, timeout: float = 30) -> None:
+    """Until the worker holds a job it has not finished (so killing it orphans that job)."""
+    deadline = time.monotonic() + timeout
+    while not _started(worker) - _finished(worker):
+        if time.monotonic() > deadline:
+            raise AssertionError("the worker never held an unfinished job")
+        time.sleep(0.005)
+
+
 def _ids(path: Path) -> Counter[str]:
     return Counter(json.loads(line)["id"] for line in path.read_text().splitlines())
 
@@ -125,6 +146,7 @@ def test_a_killed_worker_resumes_to_one_line_per_id(
     rescuer = None
     try:
         _wait_for_lines(out, 4)
+        _wait_until_busy(doomed)
         # When that worker is killed with SIGKILL (no warm shutdown, its jobs unacknowledged)
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.process.wait(10)  # type: ignore[union-attr]
@@ -140,3 +162,8 @@ def test_a_killed_worker_resumes_to_one_line_per_id(
     # Then the run finished with exactly one line per input id
     assert returncode == 0
     assert _ids(out) == Counter({f"d{i}": 1 for i in range(ITEMS)})
+    # And the jobs the killed worker held were run again by the other one
+    orphans = _started(doomed) - _finished(doomed)
+    assert rescuer is not None
+    assert orphans
+    assert orphans <= _finished(rescuer)
