@@ -2,6 +2,7 @@
 
     python -m ops.bench.extract [--model-dir DIR] [--docs 32] [--batch 16] [--json]
     python -m ops.bench.extract --fleet --docs 200      # a bulk run through Redis and a worker
+    python -m ops.bench.extract --tables                # who is youngest / average age, 2 ways
 
 Uses the demo model (`qfleet model pull demo`, cached under ~/.cache/qfleet/models/) when no
 --model-dir is given and it is there, else the tiny test model. For the same prompts it measures,
@@ -162,6 +163,88 @@ def run(model_dir: Path, docs: int, batch: int, threads: int) -> dict[str, Any]:
     }
 
 
+TABLES = {
+    "html": "<table><tr><th>name</th><th>age</th></tr><tr><td>Ann</td><td>31</td></tr>"
+    "<tr><td>Bob</td><td>27</td></tr><tr><td>Cy</td><td>29</td></tr></table>",
+    "markdown": "| name | age |\n|------|-----|\n| Ann  | 31  |\n| Bob  | 27  |\n| Cy   | 29  |",
+}
+ANSWER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "youngest": {"type": "string", "enum": ["Ann", "Bob", "Cy"]},
+        "average_age": {"type": "number", "minimum": 0, "maximum": 150},
+    },
+    "required": ["youngest", "average_age"],
+}
+ROWS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "people": {
+            "type": "array",
+            "maxItems": 50,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 40},
+                    "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                },
+                "required": ["name", "age"],
+            },
+        }
+    },
+    "required": ["people"],
+}
+
+
+def run_tables(model_dir: Path, threads: int) -> dict[str, Any]:
+    """Who is youngest and the average age (Bob, 29): asked directly, and from extracted rows."""
+    model = load_model(model_dir, EngineOptions(cpu_threads=threads))
+    decoder = guided_decoder(model, model_dir)
+    documents = [{"id": name, "text": text} for name, text in TABLES.items()]
+    try:
+        direct = run_extract(
+            model,
+            decoder,
+            ExtractJob(
+                documents=documents,
+                json_schema=ANSWER_SCHEMA,
+                instructions="Answer from the table: who is youngest, and the average age.",
+                max_tokens=32,
+            ),
+            submitted_at=None,
+            worker="bench",
+        )
+        rows = run_extract(
+            model,
+            decoder,
+            ExtractJob(
+                documents=documents,
+                json_schema=ROWS_SCHEMA,
+                instructions="List every row of the table.",
+                max_tokens=128,
+            ),
+            submitted_at=None,
+            worker="bench",
+        )
+    finally:
+        model.close()
+    figures: dict[str, Any] = {
+        "model": model_dir.name,
+        "expected": {"youngest": "Bob", "average_age": 29},
+    }
+    for asked, got in zip(direct.items, rows.items, strict=True):
+        people = (got.object or {}).get("people") or [{"name": "-", "age": 0}]
+        figures[asked.id] = {
+            "asked_directly": asked.object,
+            "from_rows": {
+                "youngest": min(people, key=lambda p: p["age"])["name"],
+                "average_age": sum(p["age"] for p in people) / len(people),
+                "rows": people,
+            },
+        }
+    return figures
+
+
 def run_fleet(model_dir: Path, docs: int, batch: int, threads: int) -> dict[str, Any]:
     """The documents as a bulk run through Redis and one worker process; validity and docs/s."""
     import tempfile
@@ -230,7 +313,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--fleet", action="store_true", help="a bulk run through a worker")
+    parser.add_argument("--tables", action="store_true", help="table questions, two ways")
     args = parser.parse_args()
+    if args.tables:
+        print(json.dumps(run_tables(args.model_dir or default_model_dir(), args.threads), indent=2))
+        return
     if args.fleet:
         figures = run_fleet(
             args.model_dir or default_model_dir(), args.docs, args.batch, args.threads

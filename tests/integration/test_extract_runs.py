@@ -209,45 +209,61 @@ def test_an_openai_batch_file_round_trips(
     assert "batch.jsonl:1" in refused.stderr
 
 
-@pytest.mark.parametrize(
-    "table",
-    [
-        "<table><tr><th>name</th><th>age</th></tr><tr><td>Ann</td><td>31</td></tr>"
-        "<tr><td>Bob</td><td>27</td></tr><tr><td>Cy</td><td>29</td></tr></table>",
-        "| name | age |\n|------|-----|\n| Ann  | 31  |\n| Bob  | 27  |\n| Cy   | 29  |",
-    ],
-    ids=["html", "markdown"],
-)
-def test_tables_in_documents_extract_to_valid_answers(
-    extract_worker: WorkerProcess, fleet: FleetClient, table: str
-) -> None:
-    # Given a document holding a table, and a schema asking who is youngest and the average age
-    schema = {
-        "type": "object",
-        "properties": {
-            "youngest": {"type": "string", "enum": ["Ann", "Bob", "Cy"]},
-            "average_age": {"type": "number", "minimum": 0, "maximum": 150},
+TABLES = {
+    "html": "<table><tr><th>name</th><th>age</th></tr><tr><td>Ann</td><td>31</td></tr>"
+    "<tr><td>Bob</td><td>27</td></tr><tr><td>Cy</td><td>29</td></tr></table>",
+    "markdown": "| name | age |\n|------|-----|\n| Ann  | 31  |\n| Bob  | 27  |\n| Cy   | 29  |",
+}
+ROWS = {
+    "type": "object",
+    "properties": {
+        "people": {
+            "type": "array",
+            "maxItems": 10,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 10},
+                    "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                },
+                "required": ["name", "age"],
+            },
         },
-        "required": ["youngest", "average_age"],
-    }
+        "youngest": {"type": "string", "enum": ["Ann", "Bob", "Cy"]},
+        "average_age": {"type": "number", "minimum": 0, "maximum": 150},
+    },
+    "required": ["people", "youngest", "average_age"],
+}
+
+
+def test_tables_in_documents_extract_to_valid_answers(
+    extract_worker: WorkerProcess, fleet: FleetClient
+) -> None:
+    # Given documents holding an HTML and a Markdown table, and a schema asking for the rows,
+    # who is youngest and the average age
     job = ExtractJob(
-        documents=[{"id": "t", "text": table}],
-        json_schema=schema,
-        instructions="Answer from the table: who is youngest, and the average age.",
+        documents=[{"id": name, "text": text} for name, text in TABLES.items()],
+        json_schema=ROWS,
+        instructions="List the table's rows, then who is youngest and the average age.",
         examples=[
             {
                 "text": "| name | age |\n| Al | 40 |",
-                "output": {"youngest": "Ann", "average_age": 40},
+                "output": {
+                    "people": [{"name": "Al", "age": 40}],
+                    "youngest": "Ann",
+                    "average_age": 40,
+                },
             }
         ],
-        max_tokens=24,
+        max_tokens=40,
     )
-    # When it is extracted
+    # When they are extracted
     result = fleet.wait(fleet.submit(job), timeout=120)
-    # Then the answer is a valid object naming one of the table's people
+    # Then each answer is a valid object: rows to compute from, and a name from the table
     assert isinstance(result, ExtractResult)
-    [item] = result.items
-    assert item.status == "succeeded", item.error
-    _validator(schema).validate(item.object)
-    assert item.object is not None
-    assert item.object["youngest"] in {"Ann", "Bob", "Cy"}
+    validator = _validator(ROWS)
+    for item in result.items:
+        assert item.status == "succeeded", item.error
+        validator.validate(item.object)
+        assert item.object is not None
+        assert item.object["youngest"] in {"Ann", "Bob", "Cy"}
