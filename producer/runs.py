@@ -406,14 +406,17 @@ class RunStore:
         self.run_id = run_id
 
     def save_spec(self, spec: RunSpec) -> None:
+        """Store what the run was submitted with (read back by `qfleet run resume`)."""
         self.redis.hset(self.key, mapping={"spec": spec.model_dump_json()})
         self._touch()
 
     def spec(self) -> RunSpec | None:
+        """The stored spec, or None for an unknown run."""
         raw = self.redis.hget(self.key, "spec")
         return RunSpec.model_validate_json(raw) if raw else None
 
     def progress(self) -> RunProgress | None:
+        """The last published progress, or None before any."""
         data = {k.decode(): v.decode() for k, v in self.redis.hgetall(self.key).items()}
         if "status" not in data:
             return None
@@ -423,26 +426,32 @@ class RunStore:
         return RunProgress.model_validate({"run_id": self.run_id, **fields})
 
     def publish(self, progress: RunProgress) -> None:
+        """Store `progress` for `qfleet run status` (and refresh the run's TTL)."""
         mapping = progress.model_dump(mode="json", exclude={"run_id"})
         mapping["eta_s"] = "" if progress.eta_s is None else progress.eta_s
         self.redis.hset(self.key, mapping={k: str(v) for k, v in mapping.items()})
         self._touch()
 
     def status(self) -> str | None:
+        """The run's status field alone (cheap: read every poll for a cancel)."""
         raw = self.redis.hget(self.key, "status")
         return raw.decode() if raw else None
 
     def set_status(self, status: RunStatus) -> None:
+        """Set the run's status field."""
         self.redis.hset(self.key, "status", status)
 
     def pending(self) -> dict[str, list[str]]:
+        """Jobs in flight: job id -> the item ids it covers."""
         return {k.decode(): json.loads(v) for k, v in self.redis.hgetall(self.pending_key).items()}
 
     def add_pending(self, job_id: str, item_ids: list[str]) -> None:
+        """Record a job about to be sent."""
         self.redis.hset(self.pending_key, job_id, json.dumps(item_ids))
         self.redis.expire(self.pending_key, RUN_TTL_S)
 
     def drop_pending(self, job_id: str) -> None:
+        """Forget a job whose items are written."""
         self.redis.hdel(self.pending_key, job_id)
 
     def take_lease(self, owner: str, wait_s: float) -> None:
@@ -474,10 +483,12 @@ class RunStore:
         return False
 
     def renew_lease(self, owner: str) -> None:
+        """Extend `owner`'s lease (taken back if it lapsed meanwhile)."""
         if self.redis.get(self.lease_key) in (None, owner.encode()):
             self.redis.set(self.lease_key, owner, ex=RUN_LEASE_S)
 
     def release_lease(self, owner: str) -> None:
+        """Give the lease up if `owner` holds it."""
         if self.redis.get(self.lease_key) == owner.encode():
             self.redis.delete(self.lease_key)
 
