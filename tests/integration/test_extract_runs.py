@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 
 from ops.localfleet import WorkerProcess, run_cli
 from producer.client import FleetClient
+from tasks.errors import JobFailedError
 from tasks.extract_schema import UnsupportedSchemaError
 from tasks.schemas import ExtractJob, ExtractResult
 
@@ -267,3 +268,21 @@ def test_tables_in_documents_extract_to_valid_answers(
         validator.validate(item.object)
         assert item.object is not None
         assert item.object["youngest"] in {"Ann", "Bob", "Cy"}
+
+
+def test_a_bad_extract_payload_becomes_a_job_error(
+    extract_worker: WorkerProcess, fleet: FleetClient
+) -> None:
+    # Given a message on the extract queue that bypassed the producer's validation
+    job_id = f"raw-{uuid.uuid4().hex[:8]}"
+    fleet.app.send_task(
+        "qfleet.extract",
+        kwargs={"job": {"kind": "extract", "documents": [], "json_schema": {}}},
+        task_id=job_id,
+        queue="qfleet.extract",
+    )
+    # When the worker runs it, Then the outcome is a JobError naming the problem
+    with pytest.raises(JobFailedError) as failure:
+        fleet.wait(job_id, timeout=60)
+    assert failure.value.error.code in ("invalid_job", "unsupported_schema")
+    assert extract_worker.alive()

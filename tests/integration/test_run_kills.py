@@ -167,3 +167,32 @@ def test_a_killed_worker_resumes_to_one_line_per_id(
     assert rescuer is not None
     assert orphans
     assert orphans <= _finished(rescuer)
+
+
+def test_a_cancelled_run_stops_and_keeps_its_lines(
+    kill_env: dict[str, str], run_files: tuple[list[str], Path], tmp_path: Path
+) -> None:
+    args, out = run_files
+    run_id = args[args.index("--run-id") + 1]
+    worker = _worker(kill_env, tmp_path, "steady")
+    try:
+        # Given a run under way
+        producer = _start_producer(args, kill_env)
+        _wait_for_lines(out, 4)
+        # When it is cancelled
+        cancelled = run_cli(["run", "cancel", run_id], kill_env)
+        returncode = producer.wait(60)
+        status = json.loads(run_cli(["run", "status", run_id, "--json"], kill_env).stdout)
+        again = run_cli(args, kill_env)
+    finally:
+        worker.stop()
+    # Then its producer stopped before the end, with the lines written so far kept once each
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert returncode == 1
+    assert status["status"] == "cancelled"
+    ids = _ids(out)
+    assert 4 <= len(ids) < ITEMS
+    assert set(ids.values()) == {1}
+    # And resubmitting it says it was cancelled rather than running it again
+    assert again.returncode == 1
+    assert "cancelled" in again.stderr
