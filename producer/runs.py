@@ -20,16 +20,18 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
 
 from producer import openai_batch
 from producer.client import FleetClient
 from tasks.constants import RUN_KEY, RUN_LEASE_S, RUN_PENDING_KEY, RUN_TTL_S
-from tasks.errors import InvalidJobError, QfleetError
+from tasks.errors import BrokerUnavailableError, InvalidJobError, QfleetError
 from tasks.extract_schema import check_extract_schema
 from tasks.schemas import (
     MAX_DOCUMENTS_PER_JOB,
@@ -496,6 +498,15 @@ class RunStore:
         self.redis.expire(self.key, RUN_TTL_S)
 
 
+@contextmanager
+def _broker_errors() -> Iterator[None]:
+    """Redis failures as qfleet's `BrokerUnavailableError` (the CLI maps it to exit code 4)."""
+    try:
+        yield
+    except RedisError as exc:
+        raise BrokerUnavailableError(f"could not reach Redis: {exc}") from exc
+
+
 # --- following a run -------------------------------------------------------------------------
 
 
@@ -518,6 +529,10 @@ class BulkRun:
     def execute(self, on_progress: ProgressSink | None = None) -> RunProgress:
         """Run to the end (or until cancelled); safe to call again after any crash."""
         items = read_items(self.spec)
+        with _broker_errors():
+            return self._execute(items, on_progress)
+
+    def _execute(self, items: list[RunItem], on_progress: ProgressSink | None) -> RunProgress:
         self.store.take_lease(self.owner, wait_s=RUN_LEASE_S + 2)
         try:
             if self.store.status() == "cancelled":
@@ -644,20 +659,23 @@ class _Tracker:
 def cancel_run(fleet: FleetClient, run_id: str) -> RunProgress | None:
     """Mark the run cancelled and revoke its jobs in flight; None when the run is unknown."""
     store = RunStore(fleet, run_id)
-    if store.spec() is None:
-        return None
-    store.set_status("cancelled")
-    job_ids = list(store.pending())
-    if job_ids:
-        fleet.app.control.revoke(job_ids)
-    return store.progress()
+    with _broker_errors():
+        if store.spec() is None:
+            return None
+        store.set_status("cancelled")
+        job_ids = list(store.pending())
+        if job_ids:
+            fleet.app.control.revoke(job_ids)
+        return store.progress()
 
 
 def run_progress(fleet: FleetClient, run_id: str) -> RunProgress | None:
     """The run's last published progress, or None when the run is unknown."""
-    return RunStore(fleet, run_id).progress()
+    with _broker_errors():
+        return RunStore(fleet, run_id).progress()
 
 
 def stored_spec(fleet: FleetClient, run_id: str) -> RunSpec | None:
     """The spec a run was submitted with (for `qfleet run resume`)."""
-    return RunStore(fleet, run_id).spec()
+    with _broker_errors():
+        return RunStore(fleet, run_id).spec()

@@ -159,3 +159,12 @@ def test_a_pydantic_model_is_resolved_at_the_producer() -> None:
     assert schema == Person.model_json_schema()
     with pytest.raises(SystemExit):
         _load_schema(None, "tests.unit.test_runs:missing")
+
+
+def test_run_commands_name_an_unreachable_broker() -> None:
+    from ops.localfleet import run_cli
+
+    done = run_cli(["run", "status", "r1"], {"QFLEET_BROKER_URL": "redis://127.0.0.1:1/0"})
+
+    assert done.returncode == 4
+    assert "could not reach Redis" in done.stderr
