@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from producer.commands import dlq, jobs, kb, model, ops, worker
+from producer.commands import dlq, jobs, kb, model, ops, run, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -41,6 +41,7 @@ main.add_command(ops.exporter)
 main.add_command(ops.flower)
 main.add_command(kb.kb)
 main.add_command(kb.ask)
+main.add_command(run.run)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,12 @@ from tasks.constants import (
     JOB_KEY,
     PRIORITY_BULK,
     PRIORITY_INTERACTIVE,
+    QUEUE_EXTRACT,
     QUEUE_GENERATE,
     QUEUE_RETRIEVE,
     RAG_RETRIEVE_ID,
     STREAM_KEY,
+    TASK_EXTRACT,
     TASK_GENERATE,
     TASK_RAG_RETRIEVE,
 )
@@ -34,7 +36,15 @@ from tasks.errors import (
 )
 from tasks.limits import parse_generate_job
 from tasks.redisconn import PRODUCER_RETRIES, fleet_redis
-from tasks.schemas import GenerateJob, JobError, JobResult, parse_outcome
+from tasks.schemas import (
+    ExtractJob,
+    ExtractResult,
+    GenerateJob,
+    JobError,
+    JobResult,
+    parse_outcome,
+    validate_job,
+)
 from tasks.settings import Settings
 
 JobState = Literal["unknown", "queued", "running", "succeeded", "failed"]
@@ -88,7 +98,7 @@ class FleetClient:
 
     # --- submitting -------------------------------------------------------------------------
 
-    def submit(self, job: GenerateJob | dict[str, Any]) -> str:
+    def submit(self, job: GenerateJob | ExtractJob | dict[str, Any]) -> str:
         """Validate and enqueue `job`; return its job id.
 
         Submitting a job id that was already submitted (and whose result has not expired) does
@@ -98,14 +108,10 @@ class FleetClient:
             InvalidJobError: the payload does not validate; nothing was sent.
             BrokerUnavailableError: Redis did not answer.
         """
-        parsed = parse_generate_job(job, self.settings)
-        # A job with retrieval starts on the knowledge base's owner, which enqueues the
-        # generate step under the job id once it has the passages.
-        task, queue, task_id = (
-            (TASK_RAG_RETRIEVE, QUEUE_RETRIEVE, RAG_RETRIEVE_ID.format(job_id=parsed.job_id))
-            if parsed.retrieval is not None
-            else (TASK_GENERATE, QUEUE_GENERATE, parsed.job_id)
-        )
+        parsed = validate_job(job)
+        task, queue, task_id = _route(parsed)
+        if isinstance(parsed, GenerateJob):
+            parsed = parse_generate_job(parsed, self.settings)
         try:
             if not self._claim(parsed.job_id):
                 return parsed.job_id
@@ -117,7 +123,7 @@ class FleetClient:
                 kwargs={"job": parsed.model_dump(mode="json"), "submitted_at": time.time()},
                 task_id=task_id,
                 queue=queue,
-                priority=PRIORITIES[parsed.priority],
+                priority=PRIORITIES[getattr(parsed, "priority", "bulk")],
             )
         except BROKER_ERRORS as exc:
             # Not sent: give the id back, so that submitting it again really sends it.
@@ -128,7 +134,9 @@ class FleetClient:
 
     def generate(self, prompt: str, *, timeout: float | None = 300, **options: Any) -> JobResult:
         """Submit a prompt and wait for its answer (a convenience for one-off calls)."""
-        return self.wait(self.submit(GenerateJob(prompt=prompt, **options)), timeout=timeout)
+        result = self.wait(self.submit(GenerateJob(prompt=prompt, **options)), timeout=timeout)
+        assert isinstance(result, JobResult)  # a generate job's id holds a generate result
+        return result
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -142,14 +150,16 @@ class FleetClient:
             return "failed" if isinstance(outcome, JobError) else "succeeded"
         return state
 
-    def result(self, job_id: str) -> JobResult | JobError | None:
+    def result(self, job_id: str) -> JobResult | ExtractResult | JobError | None:
         """The job's outcome, or None while it has none."""
         async_result = self._async(job_id)
         if async_result.state != "SUCCESS":
             return None
         return parse_outcome(async_result.result)
 
-    def wait(self, job_id: str, timeout: float | None = 300, poll: float = 0.05) -> JobResult:
+    def wait(
+        self, job_id: str, timeout: float | None = 300, poll: float = 0.05
+    ) -> JobResult | ExtractResult:
         """Block until the job finishes and return its result.
 
         Raises:
@@ -202,7 +212,8 @@ class FleetClient:
             if isinstance(outcome, JobError):
                 raise JobFailedError(outcome)
             if outcome is not None and not redis.exists(key):
-                yield outcome.text  # not a streamed job (or its stream expired)
+                # Not a streamed job (or its stream expired): its whole text at once.
+                yield outcome.text if isinstance(outcome, JobResult) else outcome.model_dump_json()
                 return
         raise JobTimeoutError(f"job {job_id} did not finish streaming within {timeout:g}s")
 
@@ -211,7 +222,7 @@ class FleetClient:
         if isinstance(outcome, JobError):
             raise JobFailedError(outcome)
 
-    def _await_outcome(self, job_id: str) -> JobResult | JobError | None:
+    def _await_outcome(self, job_id: str) -> JobResult | ExtractResult | JobError | None:
         # The end marker is written just before the result is stored: give it a moment.
         for _ in range(100):
             outcome = self.result(job_id)
@@ -275,3 +286,16 @@ class FleetClient:
 
     def _known(self, job_id: str) -> bool:
         return bool(self.redis.exists(self._job_key(job_id)))
+
+
+def _route(job: GenerateJob | ExtractJob) -> tuple[str, str, str]:
+    """The task, queue and task id that start `job`.
+
+    A generate job with retrieval starts on the knowledge base's owner, which enqueues the
+    generate step under the job id once it has the passages.
+    """
+    if isinstance(job, ExtractJob):
+        return TASK_EXTRACT, QUEUE_EXTRACT, job.job_id
+    if job.retrieval is not None:
+        return TASK_RAG_RETRIEVE, QUEUE_RETRIEVE, RAG_RETRIEVE_ID.format(job_id=job.job_id)
+    return TASK_GENERATE, QUEUE_GENERATE, job.job_id

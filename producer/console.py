@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from tasks.errors import BrokerUnavailableError, InvalidJobError, JobTimeoutError
-from tasks.schemas import JobError, JobResult
+from tasks.schemas import ExtractResult, JobError, JobResult
 
 if TYPE_CHECKING:
     from producer.client import FleetClient
@@ -42,9 +42,11 @@ def fleet_client() -> FleetClient:
     return FleetClient()
 
 
-def print_outcome(outcome: JobResult | JobError, as_json: bool, show_text: bool = True) -> None:
+def print_outcome(
+    outcome: JobResult | ExtractResult | JobError, as_json: bool, show_text: bool = True
+) -> None:
     """Print a result (text on stdout, a stats line on stderr) or an error."""
-    if as_json:
+    if as_json or isinstance(outcome, ExtractResult):
         click.echo(outcome.model_dump_json(indent=2))
         return
     if isinstance(outcome, JobError):

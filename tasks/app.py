@@ -12,9 +12,11 @@ from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from tasks.constants import (
     ALL_QUEUES,
+    QUEUE_EXTRACT,
     QUEUE_GENERATE,
     QUEUE_INGEST,
     QUEUE_RETRIEVE,
+    TASK_EXTRACT,
     TASK_GENERATE,
     TASK_INGEST,
     TASK_KB_ADMIN,
@@ -81,6 +83,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_KB_ADMIN: {"queue": QUEUE_INGEST, "routing_key": QUEUE_INGEST},
             TASK_RETRIEVE: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
             TASK_RAG_RETRIEVE: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
+            TASK_EXTRACT: {"queue": QUEUE_EXTRACT, "routing_key": QUEUE_EXTRACT},
         },
         "task_create_missing_queues": False,
         # Worker events feed Flower and `qfleet status`. No task-sent event: it would double the

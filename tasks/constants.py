@@ -6,7 +6,7 @@ from typing import Final
 
 # One queue per job kind, so a fleet can dedicate workers to a kind and scale each on its depth.
 QUEUE_GENERATE: Final = "qfleet.generate"
-QUEUE_EXTRACT: Final = "qfleet.extract"  # reserved for bulk extraction
+QUEUE_EXTRACT: Final = "qfleet.extract"  # bulk structured extraction
 QUEUE_RETRIEVE: Final = "qfleet.retrieve"  # knowledge retrieval (the store's owner consumes it)
 QUEUE_INGEST: Final = "qfleet.ingest"  # knowledge ingest and administration (the same owner)
 ALL_QUEUES: Final = (QUEUE_GENERATE, QUEUE_EXTRACT, QUEUE_RETRIEVE, QUEUE_INGEST)
@@ -20,6 +20,7 @@ TASK_KB_ADMIN: Final = "qfleet.kb_admin"
 # The first step of a generate job that asks for retrieval: it retrieves on the store's owner,
 # then enqueues the generate step (task id = the job id) with the passages attached.
 TASK_RAG_RETRIEVE: Final = "qfleet.rag_retrieve"
+TASK_EXTRACT: Final = "qfleet.extract"
 
 # Our own Redis keys live beside Celery's under `Settings.redis_key_prefix`.
 # `qfleet:job:<job_id>` marks a submitted job id so a second submit of the same id is not
@@ -62,6 +63,15 @@ KB_VERSION_KEY: Final = "qfleet:kb:version"
 ANSWER_KEY: Final = "qfleet:answer:{digest}"
 # The task id of a retrieval-augmented job's retrieve step (the job id is the generate step's).
 RAG_RETRIEVE_ID: Final = "{job_id}.retrieve"
+
+# A bulk run's spec and progress (a hash), and its jobs in flight (a hash job id -> item ids).
+# Kept a week after the last update: long enough to resume or inspect a run, then forgotten.
+RUN_KEY: Final = "qfleet:run:{run_id}"
+RUN_PENDING_KEY: Final = "qfleet:run:{run_id}:pending"
+RUN_TTL_S: Final = 7 * 24 * 3600
+# One producer follows a run at a time; its lease lapses this long after it stops renewing it
+# (a crashed producer), so a resume waits at most this long.
+RUN_LEASE_S: Final = 10
 
 # Models built for tests and the demo are cached under this folder of the user's cache dir.
 CACHE_DIR_NAME: Final = "qfleet"

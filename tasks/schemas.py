@@ -7,19 +7,23 @@ worker validates again, because a queue accepts messages from anyone who can rea
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StringConstraints,
+    Tag,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from tasks.errors import InvalidJobError
+from tasks.extract_schema import check_extract_schema
 from tasks.retrieval import RetrievalSpec, SourceRef
 
 # Hard caps, independent of any deployment's settings: nothing larger is ever valid.
@@ -158,14 +162,111 @@ class JobError(_Model):
     worker: str | None = None
 
 
-JobOutcome = Annotated[JobResult | JobError, Field(discriminator="status")]
+# --- extraction ---------------------------------------------------------------------------------
+
+MAX_DOCUMENTS_PER_JOB = 64
+MAX_EXAMPLES = 8
+DocumentId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,95}$"),
+]
 
 
-_OUTCOME: TypeAdapter[JobResult | JobError] = TypeAdapter(JobOutcome)
+class ExtractDocument(_Model):
+    """One document to extract an object from; `id` names its result."""
+
+    id: DocumentId
+    text: str = Field(max_length=MAX_TEXT_CHARS)
 
 
-def parse_outcome(data: object) -> JobResult | JobError:
-    """Validate a stored result as a `JobResult` or a `JobError`."""
+class ExtractExample(_Model):
+    """A few-shot example: a document and the object it should give."""
+
+    text: str = Field(max_length=MAX_TEXT_CHARS)
+    output: dict[str, Any]
+
+
+class ExtractJob(_Model):
+    """Extract one object per document that validates against `json_schema`.
+
+    The schema is checked (and normalised) on construction: keywords qfleet cannot guarantee are
+    refused with their name. Documents of one job are decoded together in one batch.
+    """
+
+    kind: Literal["extract"] = "extract"
+    job_id: JobId = Field(default_factory=new_job_id)
+    documents: list[ExtractDocument] = Field(min_length=1, max_length=MAX_DOCUMENTS_PER_JOB)
+    json_schema: dict[str, Any]
+    instructions: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
+    examples: list[ExtractExample] = Field(default_factory=list, max_length=MAX_EXAMPLES)
+    max_tokens: int = Field(default=512, ge=1, le=MAX_NEW_TOKENS, description="Per document.")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+
+    @field_validator("json_schema")
+    @classmethod
+    def _guaranteed_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        return check_extract_schema(schema)
+
+    @model_validator(mode="after")
+    def _unique_document_ids(self) -> ExtractJob:
+        ids = [d.id for d in self.documents]
+        if len(set(ids)) != len(ids):
+            raise ValueError("document ids must be unique within a job")
+        return self
+
+
+class ExtractItem(_Model):
+    """The outcome for one document: an object that validates, or the reason there is none."""
+
+    id: str
+    status: Literal["succeeded", "failed"]
+    object: dict[str, Any] | None = None
+    error_code: str | None = None
+    error: str | None = None
+    finish_reason: FinishReason | None = Field(
+        default=None, description="length: the token budget ran out and the object was closed."
+    )
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    repairs: int = Field(
+        default=0, description="Tokens the decoder replaced to keep to the schema."
+    )
+
+
+class ExtractResult(_Model):
+    """An extraction job that ran; each document succeeded or failed on its own."""
+
+    status: Literal["succeeded"] = "succeeded"
+    job_id: str
+    kind: Literal["extract"] = "extract"
+    items: list[ExtractItem]
+    usage: Usage
+    timings: Timings
+    model: ModelInfo
+    worker: str = Field(description="Hostname of the worker that ran the job.")
+
+
+def _outcome_tag(data: Any) -> str:
+    """Which outcome model `data` (a dict or a model) is: by status, then by job kind."""
+    fields = data if isinstance(data, dict) else vars(data)
+    if fields.get("status") == "failed":
+        return "failed"
+    return "extract" if fields.get("kind") == "extract" else "generate"
+
+
+JobOutcome = Annotated[
+    Annotated[JobResult, Tag("generate")]
+    | Annotated[ExtractResult, Tag("extract")]
+    | Annotated[JobError, Tag("failed")],
+    Discriminator(_outcome_tag),
+]
+
+
+_OUTCOME: TypeAdapter[JobResult | ExtractResult | JobError] = TypeAdapter(JobOutcome)
+
+
+def parse_outcome(data: object) -> JobResult | ExtractResult | JobError:
+    """Validate a stored result as a `JobResult`, an `ExtractResult` or a `JobError`."""
     return _OUTCOME.validate_python(data)
 
 
@@ -186,3 +287,26 @@ def validate_generate_job(payload: object) -> GenerateJob:
         return GenerateJob.model_validate(payload)
     except ValidationError as exc:
         raise InvalidJobError(f"invalid generate job: {describe_validation_error(exc)}") from exc
+
+
+def validate_extract_job(payload: object) -> ExtractJob:
+    """`payload` as an `ExtractJob`; raises `InvalidJobError` with every problem named."""
+    if isinstance(payload, ExtractJob):
+        return payload
+    try:
+        return ExtractJob.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidJobError(f"invalid extract job: {describe_validation_error(exc)}") from exc
+
+
+AnyJob = GenerateJob | ExtractJob
+
+
+def validate_job(payload: object) -> AnyJob:
+    """`payload` as the job its `kind` names (generate when it names none)."""
+    if isinstance(payload, GenerateJob | ExtractJob):
+        return payload
+    kind = payload.get("kind", "generate") if isinstance(payload, dict) else None
+    if kind == "extract":
+        return validate_extract_job(payload)
+    return validate_generate_job(payload)

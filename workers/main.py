@@ -29,7 +29,12 @@ log = logging.getLogger("qfleet.worker")
 settings = Settings()
 app = create_app(settings)
 # Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
-app.conf.include = ["workers.generate", "workers.knowledge_tasks", *settings.task_modules]
+app.conf.include = [
+    "workers.generate",
+    "workers.knowledge_tasks",
+    "workers.extract",
+    *settings.task_modules,
+]
 # Metrics (signal handlers) and the `qfleet_info` inspect command: imported by the worker only.
 app.conf.include += ["workers.metrics", "workers.control"]
 runtime = WorkerRuntime(settings)

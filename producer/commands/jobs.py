@@ -11,7 +11,7 @@ import click
 
 from producer.console import ExitCode, fleet_client, handle_errors, print_outcome
 from tasks.errors import JobFailedError
-from tasks.schemas import JobError, JobResult, validate_generate_job
+from tasks.schemas import ExtractResult, JobError, JobResult, validate_generate_job
 
 
 @click.command()
@@ -84,7 +84,7 @@ def generate(
                     click.echo(piece, nl=False)
                 click.echo()
         try:
-            outcome: JobResult | JobError = fleet.wait(submitted, timeout=timeout)
+            outcome: JobResult | ExtractResult | JobError = fleet.wait(submitted, timeout=timeout)
         except JobFailedError as exc:
             outcome = exc.error
     print_outcome(outcome, as_json, show_text=not (stream and not as_json))

@@ -210,7 +210,9 @@ def ask(
     )
     with fleet_client() as fleet:
         try:
-            outcome: JobResult | JobError = fleet.wait(fleet.submit(job), timeout=timeout)
+            answered = fleet.wait(fleet.submit(job), timeout=timeout)
+            assert isinstance(answered, JobResult), "a generate job answers with a JobResult"
+            outcome: JobResult | JobError = answered
         except JobFailedError as exc:
             outcome = exc.error
     print_outcome(outcome, as_json)

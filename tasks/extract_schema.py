@@ -1,0 +1,222 @@
+"""Which JSON Schemas qfleet can guarantee, checked before a job is sent.
+
+An extraction job promises one object per document that validates against the caller's schema.
+That promise holds only for keywords the decoder turns into token constraints, so every other
+keyword is refused here — at submit time, with the keyword named — instead of being silently
+ignored by the worker. Pure Python on purpose: the producer runs it without any engine library.
+
+The checker also normalises the schema: local `$ref`s are inlined (pydantic's `$defs`), and every
+object gets `additionalProperties: false`, so the decoder never invents keys the caller did not
+ask for.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tasks.errors import InvalidJobError
+
+# Size bounds: the decoder compiles the schema per job and the prompt shows it to the model.
+MAX_SCHEMA_CHARS = 32_000
+MAX_SCHEMA_DEPTH = 8
+MAX_SCHEMA_NODES = 400
+MAX_ENUM_VALUES = 256
+
+TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
+# Keywords that only describe (never constrain): accepted and kept, the model may read them.
+ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "$schema"})
+STRING_FORMATS = frozenset({"date"})
+
+_KEYWORDS_BY_TYPE: dict[str, frozenset[str]] = {
+    "object": frozenset({"properties", "required", "additionalProperties"}),
+    "array": frozenset({"items", "maxItems", "minItems"}),
+    "string": frozenset({"maxLength", "minLength", "format"}),
+    "integer": frozenset({"minimum", "maximum"}),
+    "number": frozenset({"minimum", "maximum"}),
+    "boolean": frozenset(),
+    "null": frozenset(),
+}
+_ANY_TYPE_KEYWORDS = frozenset({"type", "enum", "const", "anyOf"})
+SUPPORTED_KEYWORDS = frozenset().union(ANNOTATIONS, _ANY_TYPE_KEYWORDS, *_KEYWORDS_BY_TYPE.values())
+
+
+class UnsupportedSchemaError(InvalidJobError):
+    """The schema uses something qfleet cannot guarantee."""
+
+    code = "unsupported_schema"
+
+
+def check_extract_schema(schema: object) -> dict[str, Any]:
+    """Check `schema` and return the normalised copy qfleet decodes against.
+
+    Raises:
+        UnsupportedSchemaError: a keyword, type or size qfleet cannot guarantee; the message
+            names it and where it is (a JSON pointer).
+    """
+    if not isinstance(schema, dict):
+        raise UnsupportedSchemaError("the schema must be a JSON object")
+    size = len(json.dumps(schema))
+    if size > MAX_SCHEMA_CHARS:
+        raise UnsupportedSchemaError(
+            f"the schema is {size} characters of JSON; at most {MAX_SCHEMA_CHARS} are accepted"
+        )
+    walker = _SchemaWalker(schema)
+    normalised = walker.walk(schema, "#", depth=0)
+    if normalised.get("type") != "object":
+        raise UnsupportedSchemaError('the schema\'s root must be {"type": "object", ...}')
+    return normalised
+
+
+class _SchemaWalker:
+    """One pass over a schema: check every node, inline references, count nodes."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.definitions: dict[str, Any] = {}
+        for key in ("$defs", "definitions"):
+            defs = root.get(key, {})
+            if not isinstance(defs, dict):
+                raise UnsupportedSchemaError(f"#/{key} must be an object")
+            self.definitions.update({f"#/{key}/{name}": node for name, node in defs.items()})
+        self.nodes = 0
+        self._resolving: list[str] = []
+
+    def walk(self, node: object, where: str, depth: int) -> dict[str, Any]:
+        if not isinstance(node, dict):
+            raise UnsupportedSchemaError(f"{where}: a schema must be an object, got {node!r}")
+        self.nodes += 1
+        if self.nodes > MAX_SCHEMA_NODES:
+            raise UnsupportedSchemaError(f"the schema has more than {MAX_SCHEMA_NODES} subschemas")
+        if depth > MAX_SCHEMA_DEPTH:
+            raise UnsupportedSchemaError(f"{where}: nested deeper than {MAX_SCHEMA_DEPTH} levels")
+        if "$ref" in node:
+            return self._inline(node, where, depth)
+        # Definitions were collected from the root; what references them is inlined.
+        body = {k: v for k, v in node.items() if k not in ("$defs", "definitions")}
+        _refuse_unknown_keywords(body, where)
+        types = _declared_types(body, where)
+        _refuse_misplaced_keywords(body, types, where)
+        return self._normalise(body, types, where, depth)
+
+    def _inline(self, node: dict[str, Any], where: str, depth: int) -> dict[str, Any]:
+        ref = node["$ref"]
+        extra = set(node) - {"$ref"} - ANNOTATIONS
+        if extra:
+            raise UnsupportedSchemaError(
+                f"{where}: keywords beside $ref are not supported: {extra}"
+            )
+        if ref not in self.definitions:
+            raise UnsupportedSchemaError(
+                f"{where}: $ref {ref!r} is not a local #/$defs/... reference"
+            )
+        if ref in self._resolving:
+            raise UnsupportedSchemaError(f"{where}: recursive $ref {ref!r} is not supported")
+        self._resolving.append(ref)
+        try:
+            return self.walk(self.definitions[ref], where, depth)
+        finally:
+            self._resolving.pop()
+
+    def _normalise(
+        self, body: dict[str, Any], types: set[str], where: str, depth: int
+    ) -> dict[str, Any]:
+        out = dict(body)
+        if "anyOf" in body:
+            options = body["anyOf"]
+            if not isinstance(options, list) or not options:
+                raise UnsupportedSchemaError(f"{where}/anyOf must be a non-empty list")
+            out["anyOf"] = [
+                self.walk(option, f"{where}/anyOf/{i}", depth + 1)
+                for i, option in enumerate(options)
+            ]
+        if "object" in types:
+            out.update(self._object(body, where, depth))
+        if "array" in types and "items" in body:
+            out["items"] = self.walk(body["items"], f"{where}/items", depth + 1)
+        _check_scalars(body, where)
+        return out
+
+    def _object(self, body: dict[str, Any], where: str, depth: int) -> dict[str, Any]:
+        properties = body.get("properties", {})
+        if not isinstance(properties, dict):
+            raise UnsupportedSchemaError(f"{where}/properties must be an object")
+        required = body.get("required", [])
+        if not isinstance(required, list) or not set(required) <= set(properties):
+            raise UnsupportedSchemaError(
+                f"{where}/required must list names that are in properties, got {required!r}"
+            )
+        if body.get("additionalProperties", False) is not False:
+            raise UnsupportedSchemaError(
+                f"{where}/additionalProperties: only false is supported (extraction returns "
+                "exactly the declared properties)"
+            )
+        return {
+            "properties": {
+                name: self.walk(sub, f"{where}/properties/{name}", depth + 1)
+                for name, sub in properties.items()
+            },
+            "required": list(required),
+            "additionalProperties": False,
+        }
+
+
+def _declared_types(body: dict[str, Any], where: str) -> set[str]:
+    declared = body.get("type")
+    if declared is None:
+        if not ({"enum", "const", "anyOf"} & set(body)):
+            raise UnsupportedSchemaError(
+                f"{where}: give a type (or enum, const, anyOf); an unconstrained value cannot be "
+                "guaranteed"
+            )
+        return set()
+    names = declared if isinstance(declared, list) else [declared]
+    unknown = [n for n in names if n not in TYPES]
+    if unknown or not names:
+        raise UnsupportedSchemaError(f"{where}/type: unsupported type {unknown or declared!r}")
+    return set(names)
+
+
+def _refuse_unknown_keywords(body: dict[str, Any], where: str) -> None:
+    for keyword in body:
+        if keyword not in SUPPORTED_KEYWORDS:
+            raise UnsupportedSchemaError(
+                f"{where}: keyword {keyword!r} is not supported by qfleet extraction; supported: "
+                f"{', '.join(sorted(SUPPORTED_KEYWORDS))}"
+            )
+
+
+def _refuse_misplaced_keywords(body: dict[str, Any], types: set[str], where: str) -> None:
+    for keyword in body:
+        if keyword in ANNOTATIONS or keyword in _ANY_TYPE_KEYWORDS or not types:
+            continue
+        if not any(keyword in _KEYWORDS_BY_TYPE[t] for t in types):
+            raise UnsupportedSchemaError(
+                f"{where}: keyword {keyword!r} does not apply to type {sorted(types)}"
+            )
+
+
+def _check_scalars(body: dict[str, Any], where: str) -> None:
+    fmt = body.get("format")
+    if fmt is not None and fmt not in STRING_FORMATS:
+        raise UnsupportedSchemaError(
+            f"{where}/format: format {fmt!r} is not supported (supported: "
+            f"{', '.join(sorted(STRING_FORMATS))})"
+        )
+    enum = body.get("enum")
+    if enum is not None:
+        if not isinstance(enum, list) or not enum or len(enum) > MAX_ENUM_VALUES:
+            raise UnsupportedSchemaError(
+                f"{where}/enum must be a list of 1 to {MAX_ENUM_VALUES} values"
+            )
+        if any(isinstance(v, dict | list) for v in enum):
+            raise UnsupportedSchemaError(f"{where}/enum: only scalar values are supported")
+    for keyword in ("maxLength", "minLength", "maxItems", "minItems"):
+        value = body.get(keyword)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            raise UnsupportedSchemaError(f"{where}/{keyword} must be a non-negative integer")
+    for keyword in ("minimum", "maximum"):
+        value = body.get(keyword)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise UnsupportedSchemaError(f"{where}/{keyword} must be a number")

@@ -1,0 +1,42 @@
+"""The extract task: `qfleet.extract`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+
+from tasks.constants import TASK_EXTRACT
+from tasks.errors import ModelUnavailableError
+from tasks.schemas import ExtractResult
+from workers.extraction import guided_decoder, parse_extract_job, run_extract
+from workers.main import app, job_runner, runtime, settings
+from workers.policy import JobContext
+
+log = logging.getLogger("qfleet.worker")
+
+
+def extract_body(payload: Any, ctx: JobContext) -> ExtractResult:
+    """Validate the job, decode its documents in one batch, validate every object."""
+    job = parse_extract_job(payload, settings)
+    if settings.model_dir is None:
+        raise ModelUnavailableError("no model configured: set QFLEET_MODEL_DIR")
+    model = runtime.model
+    decoder = guided_decoder(model, settings.model_dir)
+    result = run_extract(model, decoder, job, submitted_at=ctx.submitted_at, worker=ctx.worker)
+    log.info(
+        "job %s done: %d documents (%d failed), %d tokens in %.0f ms",
+        job.job_id,
+        len(result.items),
+        sum(item.status == "failed" for item in result.items),
+        result.usage.completion_tokens,
+        result.timings.generate_ms,
+    )
+    return result
+
+
+@app.task(name=TASK_EXTRACT, bind=True)
+def extract_task(self: Task, job: Any = None, submitted_at: float | None = None) -> Any:
+    """Run one extract job; always ends in an `ExtractResult` or a `JobError` as JSON data."""
+    return job_runner.run(self, extract_body, job, submitted_at)
