@@ -34,6 +34,8 @@ from tasks.errors import (
     JobFailedError,
     JobTimeoutError,
 )
+from tasks.ledger import HEADER as LEDGER_HEADER
+from tasks.ledger import Ledger, LedgerRecord, list_name
 from tasks.limits import parse_generate_job
 from tasks.redisconn import PRODUCER_RETRIES, fleet_redis
 from tasks.schemas import (
@@ -112,25 +114,43 @@ class FleetClient:
         task, queue, task_id = _route(parsed)
         if isinstance(parsed, GenerateJob):
             parsed = parse_generate_job(parsed, self.settings)
+        kwargs = {"job": parsed.model_dump(mode="json"), "submitted_at": time.time()}
+        priority = PRIORITIES[getattr(parsed, "priority", "bulk")]
+        # The retrieve step of a RAG job runs outside the job policy: no ledger entry for it.
+        ledgered = task_id == parsed.job_id
+        self._enqueue(task_id, task, queue, priority, kwargs, ledgered=ledgered)
+        return parsed.job_id
+
+    def _enqueue(
+        self, job_id: str, task: str, queue: str, priority: int, kwargs: dict[str, Any], *,
+        ledgered: bool = True,
+    ) -> bool:  # fmt: skip
+        """Claim `job_id`, number it in the ledger, and send it; False if it was claimed."""
+        record = LedgerRecord(
+            task=task, queue=queue, priority=priority, kwargs=kwargs,
+            list=list_name(queue, priority), sent_at=time.time(),
+        )  # fmt: skip
+        ledger = Ledger(self.redis, self.settings.redis_key_prefix)
         try:
-            if not self._claim(parsed.job_id):
-                return parsed.job_id
+            if ledgered:
+                seq = ledger.record(job_id, record, self.settings.result_ttl_s)
+            else:
+                seq = 0 if self._claim(job_id) else None
         except BROKER_ERRORS as exc:
             raise BrokerUnavailableError(f"could not use the broker: {exc}") from exc
+        if seq is None:
+            return False
+        headers = {LEDGER_HEADER: {"list": record.list, "seq": seq}} if ledgered else None
         try:
             self.app.send_task(
-                task,
-                kwargs={"job": parsed.model_dump(mode="json"), "submitted_at": time.time()},
-                task_id=task_id,
-                queue=queue,
-                priority=PRIORITIES[getattr(parsed, "priority", "bulk")],
+                task, kwargs=kwargs, task_id=job_id, queue=queue, priority=priority, headers=headers
             )
         except BROKER_ERRORS as exc:
             # Not sent: give the id back, so that submitting it again really sends it.
             with contextlib.suppress(*BROKER_ERRORS):
-                self.redis.delete(self._job_key(parsed.job_id))
+                ledger.unrecord(job_id, record.list)
             raise BrokerUnavailableError(f"could not use the broker: {exc}") from exc
-        return parsed.job_id
+        return True
 
     def generate(self, prompt: str, *, timeout: float | None = 300, **options: Any) -> JobResult:
         """Submit a prompt and wait for its answer (a convenience for one-off calls)."""
@@ -254,15 +274,15 @@ class FleetClient:
             self.settings.redis_key_prefix + ATTEMPTS_KEY.format(job_id=job_id),
         )
         self._async(job_id).forget()
-        self._claim(job_id)
         # Out of the store before it is sent: a fast worker may dead-letter it again at once.
         store.remove(job_id)
         try:
-            self.app.send_task(
+            self._enqueue(
+                job_id,
                 letter.task,
-                kwargs={"job": letter.payload, "submitted_at": time.time()},
-                task_id=job_id,
-                queue=letter.queue or None,
+                letter.queue or QUEUE_GENERATE,
+                PRIORITY_BULK,
+                {"job": letter.payload, "submitted_at": time.time()},
             )
         except Exception:
             store.add(letter)

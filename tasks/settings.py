@@ -96,7 +96,13 @@ class Settings(BaseSettings):
         default=64, ge=0, description="Prompt-length spread (tokens) allowed in one engine call."
     )
 
-    # --- Retries and dead letters -----------------------------------------------------------
+    # --- Retries, dead letters, lost messages -----------------------------------------------
+    ledger_sweep_interval_s: float = Field(
+        default=15.0, gt=0, description="How often workers look for messages the broker lost."
+    )
+    ledger_min_age_s: float = Field(
+        default=30.0, ge=0, description="A job is sent again only if it was sent this long ago."
+    )
     max_attempts: int = Field(
         default=4,
         ge=1,

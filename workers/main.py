@@ -23,6 +23,7 @@ from tasks.redisconn import WORKER_RETRIES, fleet_redis
 from tasks.settings import Settings, redact_url
 from workers.policy import JobRunner
 from workers.runtime import WorkerRuntime
+from workers.sweeper import LedgerSweeper
 
 log = logging.getLogger("qfleet.worker")
 
@@ -40,6 +41,7 @@ app.conf.include += ["workers.metrics", "workers.control"]
 runtime = WorkerRuntime(settings)
 fleet_keys = fleet_redis(settings, retries=WORKER_RETRIES)
 job_runner = JobRunner(settings, fleet_keys)
+sweeper = LedgerSweeper(app, fleet_keys, settings)
 atexit.register(runtime.close)
 
 
@@ -74,6 +76,7 @@ def _announce(**_: Any) -> None:
             loaded.load_seconds,
             json.dumps(loaded.manifest.raw, sort_keys=True),
         )
+    sweeper.start()
 
 
 @worker_process_init.connect

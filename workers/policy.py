@@ -23,6 +23,8 @@ from pydantic import BaseModel
 from tasks.constants import ATTEMPTS_KEY, RUNNING_KEY
 from tasks.deadletters import DeadLetter, DeadLetterStore
 from tasks.errors import PermanentError
+from tasks.ledger import HEADER as LEDGER_HEADER
+from tasks.ledger import Ledger
 from tasks.settings import Settings
 from workers.jobs import error_result
 
@@ -54,6 +56,14 @@ class PoisonJobError(PermanentError):
     code = "too_many_attempts"
 
 
+def ledger_header(task: Task) -> dict[str, Any] | None:
+    """The ledger's list and number for this delivery, from the message headers (if any)."""
+    value = getattr(task.request, LEDGER_HEADER, None)
+    if value is None:
+        value = (getattr(task.request, "headers", None) or {}).get(LEDGER_HEADER)
+    return value if isinstance(value, dict) else None
+
+
 def backoff_seconds(attempt: int, settings: Settings) -> float:
     """Delay before retry number `attempt` (1-based): exponential, capped, full jitter."""
     ceiling = min(settings.retry_backoff_s * 2 ** (attempt - 1), settings.retry_backoff_max_s)
@@ -67,6 +77,7 @@ class JobRunner:
         self.settings = settings
         self.redis = redis
         self.dead_letters = DeadLetterStore(redis, settings.redis_key_prefix)
+        self.ledger = Ledger(redis, settings.redis_key_prefix)
 
     def run(self, task: Task, body: JobBody, payload: Any, submitted_at: float | None) -> Any:
         """Run `body` for the current delivery of `task`; returns the JSON-ready outcome.
@@ -77,9 +88,11 @@ class JobRunner:
         job's effects happen once per job id under at-least-once delivery.
         """
         job_id = str(task.request.id)
+        header = ledger_header(task)
         finished = task.AsyncResult(job_id)
         if finished.state == "SUCCESS":
             log.warning("job %s delivered again after it finished; not run twice", job_id)
+            self.ledger.finished(job_id, header)
             return finished.result
         lock = self.settings.redis_key_prefix + RUNNING_KEY.format(job_id=job_id)
         if not self.redis.set(lock, task.request.hostname or "?", nx=True, ex=self._lock_ttl):
@@ -88,10 +101,13 @@ class JobRunner:
                 "job %s is running elsewhere; this copy checks again in %ds", job_id, wait_s
             )
             raise task.retry(countdown=wait_s, max_retries=None)
+        self.ledger.received(job_id, header, self.settings.result_ttl_s)
         try:
-            return self._attempt(task, body, payload, submitted_at)
+            outcome = self._attempt(task, body, payload, submitted_at)
         finally:
             self.redis.delete(lock)
+        self.ledger.finished(job_id, header)
+        return outcome
 
     @property
     def _lock_ttl(self) -> int:
