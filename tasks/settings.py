@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     )
     result_ttl_s: int = Field(default=86_400, ge=60, description="How long results are kept.")
     visibility_timeout_s: int = Field(
-        default=3_600,
+        default=900,
         ge=1,
         description="Unacked messages are redelivered after this; must exceed the longest job.",
     )

@@ -55,7 +55,7 @@ def test_celery_config_is_json_only_and_at_least_once() -> None:
     assert conf["task_reject_on_worker_lost"] is True
     assert conf["worker_prefetch_multiplier"] == 1
     for options in (conf["broker_transport_options"], conf["result_backend_transport_options"]):
-        assert options["visibility_timeout"] == 3600
+        assert options["visibility_timeout"] == 900
         assert options["global_keyprefix"] == "fleet-a:"
     assert conf["task_time_limit"] < conf["broker_transport_options"]["visibility_timeout"]
     assert [q.name for q in conf["task_queues"]] == list(ALL_QUEUES)
