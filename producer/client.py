@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Literal
 
@@ -186,21 +186,11 @@ class FleetClient:
             JobFailedError: the job finished with a `JobError` (in `.error`).
             JobTimeoutError: no outcome within `timeout` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = poll
-        while True:
-            try:
-                outcome = self.result(job_id)
-            except BROKER_ERRORS:
-                outcome = None  # Redis restarting: keep waiting until the deadline
-            if isinstance(outcome, JobError):
-                raise JobFailedError(outcome)
-            if outcome is not None:
-                return outcome
-            if deadline is not None and time.monotonic() >= deadline:
-                raise JobTimeoutError(f"job {job_id} has no result after {timeout:g}s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+        outcome: JobResult | ExtractResult | JobError = poll_outcome(
+            self.result, job_id, timeout, poll
+        )
+        assert not isinstance(outcome, JobError)  # poll_outcome raises those
+        return outcome
 
     def stream(self, job_id: str, timeout: float | None = 300) -> Iterator[str]:
         """Yield the job's text as the worker produces it.
@@ -319,3 +309,29 @@ def _route(job: GenerateJob | ExtractJob) -> tuple[str, str, str]:
     if job.retrieval is not None:
         return TASK_RAG_RETRIEVE, QUEUE_RETRIEVE, RAG_RETRIEVE_ID.format(job_id=job.job_id)
     return TASK_GENERATE, QUEUE_GENERATE, job.job_id
+
+
+def poll_outcome(
+    read: Callable[[str], Any], job_id: str, timeout: float | None, poll: float = 0.05
+) -> Any:
+    """Call `read(job_id)` with growing pauses until it returns an outcome.
+
+    Raises:
+        JobFailedError: the outcome is a `JobError`.
+        JobTimeoutError: none within `timeout` seconds.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = poll
+    while True:
+        try:
+            outcome = read(job_id)
+        except BROKER_ERRORS:
+            outcome = None  # Redis restarting: keep waiting until the deadline
+        if isinstance(outcome, JobError):
+            raise JobFailedError(outcome)
+        if outcome is not None:
+            return outcome
+        if deadline is not None and time.monotonic() >= deadline:
+            raise JobTimeoutError(f"job {job_id} has no result after {timeout:g}s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)

@@ -6,14 +6,11 @@ never opens it: every operation is a job on `qfleet.ingest` or `qfleet.retrieve`
 
 from __future__ import annotations
 
-import time
 from typing import Any, TypeVar
 
 from celery.result import AsyncResult
-from kombu.exceptions import OperationalError
-from redis.exceptions import RedisError
 
-from producer.client import FleetClient
+from producer.client import BROKER_ERRORS, FleetClient, poll_outcome
 from tasks.constants import (
     QUEUE_INGEST,
     QUEUE_RETRIEVE,
@@ -21,7 +18,7 @@ from tasks.constants import (
     TASK_KB_ADMIN,
     TASK_RETRIEVE,
 )
-from tasks.errors import BrokerUnavailableError, JobFailedError, JobTimeoutError
+from tasks.errors import BrokerUnavailableError
 from tasks.knowledge import (
     IngestJob,
     IngestResult,
@@ -69,24 +66,15 @@ class KnowledgeClient:
                     task_id=job.job_id,
                     queue=queue,
                 )
-        except (OperationalError, RedisError, OSError) as exc:
-            raise BrokerUnavailableError(f"could not reach the broker: {exc}") from exc
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailableError(f"could not use the broker: {exc}") from exc
         return job.job_id
 
     def wait(self, job_id: str, timeout: float | None = 300, poll: float = 0.05) -> KnowledgeResult:
         """Block until the job finishes; raises `JobFailedError` / `JobTimeoutError`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = poll
-        while True:
-            outcome = self.result(job_id)
-            if isinstance(outcome, JobError):
-                raise JobFailedError(outcome)
-            if outcome is not None:
-                return outcome
-            if deadline is not None and time.monotonic() >= deadline:
-                raise JobTimeoutError(f"job {job_id} has no result after {timeout:g}s")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+        outcome: KnowledgeResult | JobError = poll_outcome(self.result, job_id, timeout, poll)
+        assert not isinstance(outcome, JobError)  # poll_outcome raises those
+        return outcome
 
     def result(self, job_id: str) -> KnowledgeResult | JobError | None:
         """The job's outcome, or None while it has none."""
