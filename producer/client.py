@@ -34,7 +34,7 @@ from tasks.errors import (
     JobFailedError,
     JobTimeoutError,
 )
-from tasks.limits import parse_generate_job
+from tasks.limits import check_extract_documents, parse_extract_job, parse_generate_job
 from tasks.redisconn import PRODUCER_RETRIES, fleet_redis
 from tasks.schemas import (
     ExtractJob,
@@ -112,6 +112,10 @@ class FleetClient:
         task, queue, task_id = _route(parsed)
         if isinstance(parsed, GenerateJob):
             parsed = parse_generate_job(parsed, self.settings)
+        else:
+            parsed = check_extract_documents(
+                parse_extract_job(parsed, self.settings), self.settings
+            )
         try:
             if not self._claim(parsed.job_id):
                 return parsed.job_id

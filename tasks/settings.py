@@ -151,6 +151,26 @@ class Settings(BaseSettings):
     # --- Limits (the worker enforces the model's context window on top) ----------------------
     max_prompt_chars: int = Field(default=32_000, ge=1, description="Largest prompt text.")
     max_new_tokens: int = Field(default=2_048, ge=1, description="Largest `max_tokens` accepted.")
+    max_prompt_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="Largest prompt in tokens, counted by the worker; 0 = the model's context.",
+    )
+    max_document_chars: int = Field(
+        default=32_000, ge=1, description="Largest extraction document; a larger one fails alone."
+    )
+    max_documents_per_job: int = Field(
+        default=64, ge=1, le=64, description="Most documents in one extraction job."
+    )
+    max_schema_chars: int = Field(
+        default=32_000, ge=2, le=32_000, description="Largest extraction schema (JSON characters)."
+    )
+    max_schema_depth: int = Field(
+        default=8, ge=1, le=8, description="Deepest nesting of subschemas in an extraction schema."
+    )
+    max_batch_file_bytes: int = Field(
+        default=200_000_000, ge=1, description="Largest input file `qfleet run submit` reads."
+    )
 
     @model_validator(mode="after")
     def _time_limits_fit_visibility(self) -> Settings:
