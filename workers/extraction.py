@@ -27,7 +27,7 @@ from tasks.schemas import (
     Usage,
 )
 from tasks.settings import Settings
-from workers.engine.chat import ChatTokenizer
+from workers.engine.chat import ChatTokenizer, as_data
 from workers.engine.generation import Sampling
 from workers.engine.model import LoadedModel
 from workers.engine.structured import GuidedDecoder, GuidedOutput, SchemaGuide
@@ -71,7 +71,8 @@ def extraction_messages(job: ExtractJob, document_text: str) -> list[ChatMessage
 
 
 def _document_turn(text: str) -> str:
-    return f"Document:\n{text}"
+    # A document is data from anywhere: it must not spell its way out of its turn.
+    return f"Document:\n{as_data(text)}"
 
 
 def run_extract(
