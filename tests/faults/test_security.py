@@ -296,6 +296,7 @@ def test_a_real_model_told_to_print_pwned_still_returns_the_schema(
         result = _extract_injected(extract_fleet, worker)
     finally:
         worker.stop()
-    # Then the decoder held it to the schema: every answer is a valid object, none is "PWNED"
+    # Then the decoder held it to the schema: every answer is a valid object. (The injected word
+    # may still land in a string field — the schema bounds the shape of an answer, not its truth.)
     _assert_schema_holds(result, PERSON)
     print({item.id: item.object for item in result.items})
