@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ops.localfleet import WorkerProcess
@@ -250,11 +250,13 @@ def _outcome(fleet: FleetClient, job_id: str, timeout: float = 30) -> Any:
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(payload=any_payload, extract=st.booleans())
+@given(payload=any_payload, wrong_queue=st.sampled_from([False, False, False, True]))
 def test_fuzzed_payloads_on_the_queue_get_job_errors_and_the_worker_survives(
-    fuzz_worker: WorkerProcess, fuzz_fleet: FleetClient, payload: Any, extract: bool
+    fuzz_worker: WorkerProcess, fuzz_fleet: FleetClient, payload: Any, wrong_queue: bool
 ) -> None:
-    # Given a fuzzed payload put straight on a queue, past every producer-side check
+    # Given a fuzzed payload put straight on a queue (mostly its kind's, sometimes the other),
+    # past every producer-side check
+    extract = (isinstance(payload, dict) and payload.get("kind") == "extract") != wrong_queue
     job_id = f"fuzz-{uuid.uuid4().hex}"
     fuzz_fleet.app.send_task(
         TASK_EXTRACT if extract else TASK_GENERATE,
@@ -265,6 +267,7 @@ def test_fuzzed_payloads_on_the_queue_get_job_errors_and_the_worker_survives(
     # When the worker takes it
     outcome = _outcome(fuzz_fleet, job_id)
     # Then it is a result, or a JobError that refuses the input with a message
+    event(f"{'extract' if extract else 'generate'}: {getattr(outcome, 'code', outcome.status)}")
     if isinstance(outcome, JobError):
         assert outcome.code in INPUT_ERRORS, outcome
         assert outcome.message.strip()
