@@ -38,6 +38,7 @@ from tasks.limits import (
     document_too_large,
     parse_extract_job,
     parse_generate_job,
+    prompt_too_large,
 )
 from tasks.schemas import (
     MAX_DOCUMENTS_PER_JOB,
@@ -176,11 +177,8 @@ def _generate_item(item_id: str, fields: dict[str, Any], settings: Settings) -> 
     """A generate item, validated now (naming the line, not when it is sent)."""
     chars = _prompt_chars(fields)
     if chars > settings.max_prompt_chars:  # before validation: the schema's hard cap is higher
-        reason = (
-            f"prompt has {chars} characters; this fleet accepts at most "
-            f"{settings.max_prompt_chars} (QFLEET_MAX_PROMPT_CHARS)"
-        )
-        return RunItem(id=item_id, kind="generate", fields={}, rejected=reason)
+        rejected = prompt_too_large(chars, settings)
+        return RunItem(id=item_id, kind="generate", fields={}, rejected=rejected)
     try:
         parse_generate_job(fields, settings)
     except LimitExceededError as exc:

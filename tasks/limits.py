@@ -8,10 +8,15 @@ run); the producer refuses it before sending.
 
 from __future__ import annotations
 
+import json
+
 from tasks.errors import InvalidJobError
-from tasks.extract_schema import check_extract_schema
+from tasks.extract_schema import check_extract_schema, json_nesting
 from tasks.schemas import ExtractJob, GenerateJob, validate_extract_job, validate_generate_job
 from tasks.settings import Settings
+
+# Example outputs are shown to the model as JSON and validated recursively: deeper is hostile.
+MAX_EXAMPLE_NESTING = 32
 
 
 class LimitExceededError(InvalidJobError):
@@ -28,12 +33,17 @@ def parse_generate_job(payload: object, settings: Settings) -> GenerateJob:
     job = validate_generate_job(payload)
     prompt_chars = sum(len(m.content) for m in job.chat())
     if prompt_chars > settings.max_prompt_chars:
-        raise LimitExceededError(
-            f"prompt has {prompt_chars} characters; this fleet accepts at most "
-            f"{settings.max_prompt_chars} (QFLEET_MAX_PROMPT_CHARS)"
-        )
+        raise LimitExceededError(prompt_too_large(prompt_chars, settings))
     _check_max_tokens(job.max_tokens, settings)
     return job
+
+
+def prompt_too_large(chars: int, settings: Settings) -> str:
+    """The reason a prompt of `chars` characters is refused."""
+    return (
+        f"prompt has {chars} characters; this fleet accepts at most "
+        f"{settings.max_prompt_chars} (QFLEET_MAX_PROMPT_CHARS)"
+    )
 
 
 def parse_extract_job(payload: object, settings: Settings) -> ExtractJob:
@@ -51,6 +61,7 @@ def parse_extract_job(payload: object, settings: Settings) -> ExtractJob:
             f"{settings.max_documents_per_job} per job (QFLEET_MAX_DOCUMENTS_PER_JOB)"
         )
     _check_max_tokens(job.max_tokens, settings)
+    _check_shared_prompt(job, settings)
     check_extract_schema(
         job.json_schema, max_chars=settings.max_schema_chars, max_depth=settings.max_schema_depth
     )
@@ -79,6 +90,23 @@ def check_extract_documents(job: ExtractJob, settings: Settings) -> ExtractJob:
     for document_id, reason in oversize_documents(job, settings).items():
         raise LimitExceededError(f"document {document_id!r}: {reason}")
     return job
+
+
+def _check_shared_prompt(job: ExtractJob, settings: Settings) -> None:
+    """Instructions and examples go into every document's prompt: they count as prompt text."""
+    for n, example in enumerate(job.examples):
+        if json_nesting(example.output) > MAX_EXAMPLE_NESTING:
+            raise LimitExceededError(
+                f"examples[{n}].output is nested more than {MAX_EXAMPLE_NESTING} levels deep"
+            )
+    chars = len(job.instructions or "") + sum(
+        len(e.text) + len(json.dumps(e.output)) for e in job.examples
+    )
+    if chars > settings.max_prompt_chars:
+        raise LimitExceededError(
+            f"instructions and examples have {chars} characters; this fleet accepts at most "
+            f"{settings.max_prompt_chars} (QFLEET_MAX_PROMPT_CHARS)"
+        )
 
 
 def _check_max_tokens(max_tokens: int, settings: Settings) -> None:

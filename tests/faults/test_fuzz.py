@@ -199,6 +199,13 @@ def test_a_hostile_deeply_nested_schema_is_refused_not_a_recursion_error() -> No
         check_extract_schema(schema)
     with pytest.raises(PermanentError, match="nested"):
         validate_job({**VALID_EXTRACT, "json_schema": schema})
+    # And a hostile example output (shown to the model as JSON) is refused by the limits
+    output: dict[str, Any] = {}
+    for _ in range(5_000):
+        output = {"x": output}
+    hostile = {**VALID_EXTRACT, "examples": [{"text": "t", "output": output}]}
+    with pytest.raises(PermanentError, match="nested"):
+        parse_extract_job(hostile, LIMITS)
 
 
 # --- fuzzed payloads through a real worker ------------------------------------------------------

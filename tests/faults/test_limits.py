@@ -71,6 +71,7 @@ OVER_LIMIT: list[tuple[dict[str, Any], str]] = [
     ({"prompt": "word " * 390, "max_tokens": 4}, "QFLEET_MAX_PROMPT_TOKENS"),
     ({"prompt": "hi", "max_tokens": 25}, "QFLEET_MAX_NEW_TOKENS"),
     (_extract(["a", "b", "c", "d"]), "QFLEET_MAX_DOCUMENTS_PER_JOB"),
+    (_extract(["a"], instructions="i" * 2001), "QFLEET_MAX_PROMPT_CHARS"),
     (_extract(["a"], max_tokens=25), "QFLEET_MAX_NEW_TOKENS"),
     (_extract(["a"], json_schema=_wide_schema(20)), "QFLEET_MAX_SCHEMA_CHARS"),
     (_extract(["a"], json_schema=_deep_schema(3)), "QFLEET_MAX_SCHEMA_DEPTH"),
