@@ -36,7 +36,7 @@ from tasks.errors import (
 )
 from tasks.ledger import HEADER as LEDGER_HEADER
 from tasks.ledger import Ledger, LedgerRecord, list_name
-from tasks.limits import parse_generate_job
+from tasks.limits import check_extract_documents, parse_extract_job, parse_generate_job
 from tasks.redisconn import PRODUCER_RETRIES, fleet_redis
 from tasks.schemas import (
     ExtractJob,
@@ -114,6 +114,10 @@ class FleetClient:
         task, queue, task_id = _route(parsed)
         if isinstance(parsed, GenerateJob):
             parsed = parse_generate_job(parsed, self.settings)
+        else:
+            parsed = check_extract_documents(
+                parse_extract_job(parsed, self.settings), self.settings
+            )
         kwargs = {"job": parsed.model_dump(mode="json"), "submitted_at": time.time()}
         priority = PRIORITIES[getattr(parsed, "priority", "bulk")]
         # The retrieve step of a RAG job runs outside the job policy: no ledger entry for it.

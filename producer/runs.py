@@ -33,6 +33,13 @@ from producer.client import FleetClient
 from tasks.constants import RUN_KEY, RUN_LEASE_S, RUN_PENDING_KEY, RUN_TTL_S
 from tasks.errors import BrokerUnavailableError, InvalidJobError, QfleetError
 from tasks.extract_schema import check_extract_schema
+from tasks.limits import (
+    LimitExceededError,
+    document_too_large,
+    parse_extract_job,
+    parse_generate_job,
+    prompt_too_large,
+)
 from tasks.schemas import (
     MAX_DOCUMENTS_PER_JOB,
     ExtractJob,
@@ -41,6 +48,7 @@ from tasks.schemas import (
     JobError,
     JobResult,
 )
+from tasks.settings import Settings
 
 RunKind = Literal["generate", "extract"]
 RunFormat = Literal["native", "openai"]
@@ -98,14 +106,30 @@ class RunItem:
     kind: RunKind
     fields: dict[str, Any]  # GenerateJob fields, or the extract document's text and options
     group: str = ""  # extract items batch only with items of the same group (schema, options)
+    rejected: str = ""  # why the item is over a size limit: it fails alone, and is never sent
 
 
-def read_items(spec: RunSpec) -> list[RunItem]:
-    """Parse the input file; raises `InvalidJobError` naming the first bad line."""
+def read_items(spec: RunSpec, settings: Settings | None = None) -> list[RunItem]:
+    """Parse the input file; raises `InvalidJobError` naming the first bad line.
+
+    An item over a size limit (prompt, document, max_tokens) is not an error of the file: it
+    comes back with `rejected` set, and fails alone when the run is followed.
+    """
+    settings = settings or Settings()
+    size = spec.input.stat().st_size
+    if size > settings.max_batch_file_bytes:
+        raise LimitExceededError(
+            f"{spec.input} is {size} bytes; this fleet reads at most "
+            f"{settings.max_batch_file_bytes} (QFLEET_MAX_BATCH_FILE_BYTES): split the file"
+        )
     items, seen = [], set()
     for number, line in _jsonl(spec.input):
         try:
-            item = _openai_item(line, spec) if spec.format == "openai" else _native_item(line, spec)
+            item = (
+                _openai_item(line, spec, settings)
+                if spec.format == "openai"
+                else _native_item(line, spec, settings)
+            )
         except (ValueError, QfleetError) as exc:
             raise InvalidJobError(f"{spec.input}:{number}: {exc}") from exc
         if item.id in seen:
@@ -133,7 +157,7 @@ def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, data
 
 
-def _native_item(line: dict[str, Any], spec: RunSpec) -> RunItem:
+def _native_item(line: dict[str, Any], spec: RunSpec, settings: Settings) -> RunItem:
     item_id = str(line.get("id", ""))
     if not item_id:
         raise InvalidJobError('each line needs an "id"')
@@ -142,33 +166,70 @@ def _native_item(line: dict[str, Any], spec: RunSpec) -> RunItem:
         if not isinstance(text, str):
             raise InvalidJobError(f'{item_id}: an extract line needs "text"')
         options = {"instructions": spec.instructions, "json_schema": spec.json_schema}
-        return _extract_item(item_id, text, options, spec)
+        return _extract_item(item_id, text, options, spec, settings)
     fields = {k: v for k, v in line.items() if k not in ("id", "job_id", "kind")}
     fields.setdefault("max_tokens", spec.max_tokens)
     fields.setdefault("temperature", spec.temperature)
-    GenerateJob.model_validate(fields)  # fail now, naming the line, not when it is sent
+    return _generate_item(item_id, fields, settings)
+
+
+def _generate_item(item_id: str, fields: dict[str, Any], settings: Settings) -> RunItem:
+    """A generate item, validated now (naming the line, not when it is sent)."""
+    chars = _prompt_chars(fields)
+    if chars > settings.max_prompt_chars:  # before validation: the schema's hard cap is higher
+        rejected = prompt_too_large(chars, settings)
+        return RunItem(id=item_id, kind="generate", fields={}, rejected=rejected)
+    try:
+        parse_generate_job(fields, settings)
+    except LimitExceededError as exc:
+        return RunItem(id=item_id, kind="generate", fields={}, rejected=str(exc))
     return RunItem(id=item_id, kind="generate", fields=fields)
 
 
+def _prompt_chars(fields: dict[str, Any]) -> int:
+    texts = [fields.get("prompt"), fields.get("system")]
+    messages = fields.get("messages")
+    if isinstance(messages, list):
+        texts += [m.get("content") for m in messages if isinstance(m, dict)]
+    return sum(len(t) for t in texts if isinstance(t, str))
+
+
 def _extract_item(
-    item_id: str, text: str, options: dict[str, Any], spec: RunSpec, **overrides: Any
+    item_id: str,
+    text: str,
+    options: dict[str, Any],
+    spec: RunSpec,
+    settings: Settings,
+    **overrides: Any,
 ) -> RunItem:
     schema = options["json_schema"]
     if schema is None:
         raise InvalidJobError("an extract run needs a schema (--schema or --schema-model)")
     job_options = {
-        "json_schema": check_extract_schema(schema),
+        "json_schema": check_extract_schema(
+            schema, max_chars=settings.max_schema_chars, max_depth=settings.max_schema_depth
+        ),
         "instructions": options["instructions"],
         "max_tokens": overrides.get("max_tokens", spec.max_tokens),
         "temperature": overrides.get("temperature", spec.temperature),
     }
+    if len(text) > settings.max_document_chars:
+        return RunItem(
+            id=item_id,
+            kind="extract",
+            fields={},
+            rejected=document_too_large(len(text), settings),
+        )
     # Fail now, naming the line, not when its job is built mid-run.
-    ExtractJob.model_validate({**job_options, "documents": [{"id": "d0", "text": text}]})
+    try:
+        parse_extract_job({**job_options, "documents": [{"id": "d0", "text": text}]}, settings)
+    except LimitExceededError as exc:
+        return RunItem(id=item_id, kind="extract", fields={}, rejected=str(exc))
     group = hashlib.sha256(json.dumps(job_options, sort_keys=True).encode()).hexdigest()[:16]
     return RunItem(id=item_id, kind="extract", fields={"text": text, **job_options}, group=group)
 
 
-def _openai_item(line: dict[str, Any], spec: RunSpec) -> RunItem:
+def _openai_item(line: dict[str, Any], spec: RunSpec, settings: Settings) -> RunItem:
     request = openai_batch.parse_request(line)
     body = request.body
     max_tokens = next(
@@ -185,6 +246,7 @@ def _openai_item(line: dict[str, Any], spec: RunSpec) -> RunItem:
             document,
             options,
             spec,
+            settings,
             max_tokens=max_tokens,
             temperature=temperature,
         )
@@ -199,8 +261,7 @@ def _openai_item(line: dict[str, Any], spec: RunSpec) -> RunItem:
         "top_p": body.top_p or 1.0,
         "stop": stop,
     }
-    GenerateJob.model_validate(fields)
-    return RunItem(id=request.custom_id, kind="generate", fields=fields)
+    return _generate_item(request.custom_id, fields, settings)
 
 
 # --- jobs ----------------------------------------------------------------------------------------
@@ -528,7 +589,7 @@ class BulkRun:
 
     def execute(self, on_progress: ProgressSink | None = None) -> RunProgress:
         """Run to the end (or until cancelled); safe to call again after any crash."""
-        items = read_items(self.spec)
+        items = read_items(self.spec, self.fleet.settings)
         with _broker_errors():
             return self._execute(items, on_progress)
 
@@ -551,10 +612,12 @@ class BulkRun:
         finished = self.sink.finished_ids() & set(by_id)
         pending = self._resume_pending(by_id, finished)
         in_flight = {item.id for chunk in pending.values() for item in chunk}
-        todo = plan_chunks(
-            [i for i in items if i.id not in finished and i.id not in in_flight], self.spec.batch
-        )
+        skip = finished | in_flight
+        # A fleet that takes fewer documents per job than --batch gets smaller jobs, not refusals.
+        batch = min(self.spec.batch, self.fleet.settings.max_documents_per_job)
+        todo = plan_chunks([i for i in items if i.id not in skip and not i.rejected], batch)
         tracker = _Tracker(self.spec, total=len(items), already=self._counts(finished))
+        tracker.add(self._reject(items, finished))
         while (todo or pending) and self.store.status() != "cancelled":
             self._submit_window(todo, pending)
             for job_id in list(pending):
@@ -588,6 +651,17 @@ class BulkRun:
             self.fleet.submit(build_job(self.spec.run_id, chunk))
             pending[job_id] = chunk
         return pending
+
+    def _reject(self, items: list[RunItem], finished: set[str]) -> tuple[int, int]:
+        """Write a failure line for each item over a size limit; nothing of it is sent."""
+        failed = 0
+        for item in items:
+            if item.rejected and item.id not in finished:
+                _, record, _ = _failure(self.spec, item.id, "invalid_job", item.rejected)
+                self.sink.write(item.id, record, failed=True)
+                finished.add(item.id)
+                failed += 1
+        return 0, failed
 
     def _counts(self, finished: set[str]) -> tuple[int, int]:
         failed = 0

@@ -22,6 +22,9 @@ MAX_SCHEMA_CHARS = 32_000
 MAX_SCHEMA_DEPTH = 8
 MAX_SCHEMA_NODES = 400
 MAX_ENUM_VALUES = 256
+# Raw JSON nesting allowed before any walking: a subschema level is about three JSON levels
+# (`properties` → name → subschema), with room for `$defs`, `anyOf` lists and enum values.
+MAX_SCHEMA_JSON_NESTING = 4 * MAX_SCHEMA_DEPTH + 8
 
 TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
 # Keywords that only describe (never constrain): accepted and kept, the model may read them.
@@ -47,8 +50,15 @@ class UnsupportedSchemaError(InvalidJobError):
     code = "unsupported_schema"
 
 
-def check_extract_schema(schema: object) -> dict[str, Any]:
+def check_extract_schema(
+    schema: object, *, max_chars: int = MAX_SCHEMA_CHARS, max_depth: int = MAX_SCHEMA_DEPTH
+) -> dict[str, Any]:
     """Check `schema` and return the normalised copy qfleet decodes against.
+
+    Args:
+        schema: the caller's JSON Schema.
+        max_chars: the most characters of JSON accepted (a deployment may set it lower).
+        max_depth: the most levels of nested subschemas accepted.
 
     Raises:
         UnsupportedSchemaError: a keyword, type or size qfleet cannot guarantee; the message
@@ -56,22 +66,54 @@ def check_extract_schema(schema: object) -> dict[str, Any]:
     """
     if not isinstance(schema, dict):
         raise UnsupportedSchemaError("the schema must be a JSON object")
-    size = len(json.dumps(schema))
-    if size > MAX_SCHEMA_CHARS:
+    # Measured without recursion first: json.dumps of a hostile, very deep value would raise
+    # RecursionError instead of a clear refusal.
+    if json_nesting(schema) > MAX_SCHEMA_JSON_NESTING:
         raise UnsupportedSchemaError(
-            f"the schema is {size} characters of JSON; at most {MAX_SCHEMA_CHARS} are accepted"
+            f"the schema is nested more than {MAX_SCHEMA_JSON_NESTING} JSON levels deep; at most "
+            f"{max_depth} levels of subschemas are accepted (QFLEET_MAX_SCHEMA_DEPTH)"
         )
-    walker = _SchemaWalker(schema)
+    size = len(json.dumps(schema))
+    if size > max_chars:
+        raise UnsupportedSchemaError(
+            f"the schema is {size} characters of JSON; at most {max_chars} are accepted "
+            "(QFLEET_MAX_SCHEMA_CHARS)"
+        )
+    walker = _SchemaWalker(schema, max_depth)
     normalised = walker.walk(schema, "#", depth=0)
+    # Inlining $refs and closing objects can grow a schema: the copy that travels is what counts,
+    # or the worker would refuse what the producer accepted.
+    size = len(json.dumps(normalised))
+    if size > max_chars:
+        raise UnsupportedSchemaError(
+            f"the schema, with $refs inlined, is {size} characters of JSON; at most {max_chars} "
+            "are accepted (QFLEET_MAX_SCHEMA_CHARS)"
+        )
     if normalised.get("type") != "object":
         raise UnsupportedSchemaError('the schema\'s root must be {"type": "object", ...}')
     return normalised
 
 
+def json_nesting(value: object) -> int:
+    """How many levels of lists and objects `value` nests (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level + 1)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 class _SchemaWalker:
     """One pass over a schema: check every node, inline references, count nodes."""
 
-    def __init__(self, root: dict[str, Any]) -> None:
+    def __init__(self, root: dict[str, Any], max_depth: int = MAX_SCHEMA_DEPTH) -> None:
+        self.max_depth = max_depth
         self.definitions: dict[str, Any] = {}
         for key in ("$defs", "definitions"):
             defs = root.get(key, {})
@@ -87,8 +129,10 @@ class _SchemaWalker:
         self.nodes += 1
         if self.nodes > MAX_SCHEMA_NODES:
             raise UnsupportedSchemaError(f"the schema has more than {MAX_SCHEMA_NODES} subschemas")
-        if depth > MAX_SCHEMA_DEPTH:
-            raise UnsupportedSchemaError(f"{where}: nested deeper than {MAX_SCHEMA_DEPTH} levels")
+        if depth > self.max_depth:
+            raise UnsupportedSchemaError(
+                f"{where}: nested deeper than {self.max_depth} levels (QFLEET_MAX_SCHEMA_DEPTH)"
+            )
         if "$ref" in node:
             return self._inline(node, where, depth)
         # Definitions were collected from the root; what references them is inlined.
@@ -100,6 +144,8 @@ class _SchemaWalker:
 
     def _inline(self, node: dict[str, Any], where: str, depth: int) -> dict[str, Any]:
         ref = node["$ref"]
+        if not isinstance(ref, str):
+            raise UnsupportedSchemaError(f"{where}/$ref must be a string")
         extra = set(node) - {"$ref"} - ANNOTATIONS
         if extra:
             raise UnsupportedSchemaError(
@@ -141,7 +187,11 @@ class _SchemaWalker:
         if not isinstance(properties, dict):
             raise UnsupportedSchemaError(f"{where}/properties must be an object")
         required = body.get("required", [])
-        if not isinstance(required, list) or not set(required) <= set(properties):
+        if (
+            not isinstance(required, list)
+            or not all(isinstance(name, str) for name in required)
+            or not set(required) <= set(properties)
+        ):
             raise UnsupportedSchemaError(
                 f"{where}/required must list names that are in properties, got {required!r}"
             )
@@ -170,7 +220,8 @@ def _declared_types(body: dict[str, Any], where: str) -> set[str]:
             )
         return set()
     names = declared if isinstance(declared, list) else [declared]
-    unknown = [n for n in names if n not in TYPES]
+    # Non-string entries count as unknown (and are never looked up: a dict is unhashable).
+    unknown = [n for n in names if not isinstance(n, str) or n not in TYPES]
     if unknown or not names:
         raise UnsupportedSchemaError(f"{where}/type: unsupported type {unknown or declared!r}")
     return set(names)
@@ -197,7 +248,7 @@ def _refuse_misplaced_keywords(body: dict[str, Any], types: set[str], where: str
 
 def _check_scalars(body: dict[str, Any], where: str) -> None:
     fmt = body.get("format")
-    if fmt is not None and fmt not in STRING_FORMATS:
+    if fmt is not None and (not isinstance(fmt, str) or fmt not in STRING_FORMATS):
         raise UnsupportedSchemaError(
             f"{where}/format: format {fmt!r} is not supported (supported: "
             f"{', '.join(sorted(STRING_FORMATS))})"

@@ -157,6 +157,26 @@ class Settings(BaseSettings):
     # --- Limits (the worker enforces the model's context window on top) ----------------------
     max_prompt_chars: int = Field(default=32_000, ge=1, description="Largest prompt text.")
     max_new_tokens: int = Field(default=2_048, ge=1, description="Largest `max_tokens` accepted.")
+    max_prompt_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="Largest prompt in tokens, counted by the worker; 0 = the model's context.",
+    )
+    max_document_chars: int = Field(
+        default=32_000, ge=1, description="Largest extraction document; a larger one fails alone."
+    )
+    max_documents_per_job: int = Field(
+        default=64, ge=1, le=64, description="Most documents in one extraction job."
+    )
+    max_schema_chars: int = Field(
+        default=32_000, ge=2, le=32_000, description="Largest extraction schema (JSON characters)."
+    )
+    max_schema_depth: int = Field(
+        default=8, ge=1, le=8, description="Deepest nesting of subschemas in an extraction schema."
+    )
+    max_batch_file_bytes: int = Field(
+        default=200_000_000, ge=1, description="Largest input file `qfleet run submit` reads."
+    )
 
     @model_validator(mode="after")
     def _time_limits_fit_visibility(self) -> Settings:
@@ -173,14 +193,14 @@ class Settings(BaseSettings):
 
     @cached_property
     def broker(self) -> str:
-        """The broker URL with `redis_password` applied."""
-        return _with_password(str(self.broker_url), self.redis_password)
+        """The broker URL with `redis_password` applied (and certificate checks for TLS)."""
+        return _with_tls_defaults(_with_password(str(self.broker_url), self.redis_password))
 
     @cached_property
     def result_backend(self) -> str:
-        """The result backend URL with `redis_password` applied."""
+        """The result backend URL with `redis_password` applied (and certificate checks for TLS)."""
         url = self.result_backend_url or self.broker_url
-        return _with_password(str(url), self.redis_password)
+        return _with_tls_defaults(_with_password(str(url), self.redis_password))
 
 
 def _with_password(url: str, password: SecretStr | None) -> str:
@@ -194,6 +214,20 @@ def _with_password(url: str, password: SecretStr | None) -> str:
     port = f":{parts.port}" if parts.port else ""
     netloc = f"{quote(user, safe='')}:{quote(password.get_secret_value(), safe='')}@{host}{port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _with_tls_defaults(url: str) -> str:
+    """A `rediss://` URL that verifies the server's certificate unless it says otherwise.
+
+    Without `ssl_cert_reqs` kombu connects the broker with CERT_NONE (TLS that trusts anyone)
+    and Celery's result backend refuses the URL; `ssl_cert_reqs=required` fixes both. An
+    explicit `ssl_cert_reqs` (e.g. `none` for a test server) is kept.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "rediss" or "ssl_cert_reqs=" in parts.query:
+        return url
+    query = "&".join(filter(None, [parts.query, "ssl_cert_reqs=required"]))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
 def redact_url(url: str) -> str:

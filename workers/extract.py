@@ -9,8 +9,9 @@ from celery import Task
 
 from tasks.constants import TASK_EXTRACT
 from tasks.errors import ModelUnavailableError
+from tasks.limits import parse_extract_job
 from tasks.schemas import ExtractResult
-from workers.extraction import guided_decoder, parse_extract_job, run_extract
+from workers.extraction import guided_decoder, run_extract
 from workers.main import app, job_runner, runtime, settings
 from workers.policy import JobContext
 
@@ -24,7 +25,9 @@ def extract_body(payload: Any, ctx: JobContext) -> ExtractResult:
         raise ModelUnavailableError("no model configured: set QFLEET_MODEL_DIR")
     model = runtime.model
     decoder = guided_decoder(model, settings.model_dir)
-    result = run_extract(model, decoder, job, submitted_at=ctx.submitted_at, worker=ctx.worker)
+    result = run_extract(
+        model, decoder, job, submitted_at=ctx.submitted_at, worker=ctx.worker, settings=settings
+    )
     log.info(
         "job %s done: %d documents (%d failed), %d tokens in %.0f ms",
         job.job_id,

@@ -12,12 +12,12 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from tasks.errors import InvalidJobError
+from tasks.limits import oversize_documents
 from tasks.schemas import (
     ChatMessage,
     ExtractItem,
@@ -25,10 +25,9 @@ from tasks.schemas import (
     ExtractResult,
     Timings,
     Usage,
-    validate_extract_job,
 )
 from tasks.settings import Settings
-from workers.engine.chat import ChatTokenizer
+from workers.engine.chat import ChatTokenizer, as_data
 from workers.engine.generation import Sampling
 from workers.engine.model import LoadedModel
 from workers.engine.structured import GuidedDecoder, GuidedOutput, SchemaGuide
@@ -52,23 +51,6 @@ def guided_decoder(model: LoadedModel, model_dir: Path) -> GuidedDecoder:
     return GuidedDecoder(model.generator, model.tokenizer, guide)
 
 
-def parse_extract_job(payload: Any, settings: Settings) -> ExtractJob:
-    """Validate an extract payload against the schema and this deployment's limits."""
-    job = validate_extract_job(payload)
-    longest = max(len(d.text) for d in job.documents)
-    if longest > settings.max_prompt_chars:
-        raise InvalidJobError(
-            f"a document has {longest} characters; this fleet accepts at most "
-            f"{settings.max_prompt_chars} (QFLEET_MAX_PROMPT_CHARS)"
-        )
-    if job.max_tokens > settings.max_new_tokens:
-        raise InvalidJobError(
-            f"max_tokens={job.max_tokens} exceeds this fleet's limit of "
-            f"{settings.max_new_tokens} (QFLEET_MAX_NEW_TOKENS)"
-        )
-    return job
-
-
 def extraction_messages(job: ExtractJob, document_text: str) -> list[ChatMessage]:
     """The conversation for one document: system turn with the schema, examples, the document.
 
@@ -89,7 +71,8 @@ def extraction_messages(job: ExtractJob, document_text: str) -> list[ChatMessage
 
 
 def _document_turn(text: str) -> str:
-    return f"Document:\n{text}"
+    # A document is data from anywhere: it must not spell its way out of its turn.
+    return f"Document:\n{as_data(text)}"
 
 
 def run_extract(
@@ -99,13 +82,28 @@ def run_extract(
     *,
     submitted_at: float | None,
     worker: str,
+    settings: Settings | None = None,
 ) -> ExtractResult:
-    """Extract one object per document of `job`, decoding all documents in one batch."""
+    """Extract one object per document of `job`, decoding all documents in one batch.
+
+    A document over a size limit (characters, or prompt tokens) fails alone, with the reason;
+    the others are decoded.
+    """
     started = time.time()
+    settings = settings or Settings()
     validator = _validator(job)
-    prompts = _prompts(job, model.tokenizer)
+    rejected = oversize_documents(job, settings)
+    texts = ["" if d.id in rejected else d.text for d in job.documents]
+    prompts = _prompts(job, texts, model.tokenizer)
     static_length = _document_independent_length(job, model.tokenizer, prompts)
-    fits = [len(p) + job.max_tokens <= model.manifest.max_context for p in prompts]
+    token_limit = min(
+        model.manifest.max_context - job.max_tokens,
+        settings.max_prompt_tokens or model.manifest.max_context,
+    )
+    fits = [
+        d.id not in rejected and len(p) <= token_limit
+        for d, p in zip(job.documents, prompts, strict=True)
+    ]
     outputs = iter(
         decoder.decode(
             [p for p, ok in zip(prompts, fits, strict=True) if ok],
@@ -119,9 +117,12 @@ def run_extract(
     )
     items, generate_s = [], 0.0
     for document, prompt, ok in zip(job.documents, prompts, fits, strict=True):
+        if document.id in rejected:
+            items.append(_failed(document.id, "document_too_large", rejected[document.id], 0, 0))
+            continue
         if not ok:
             items.append(
-                _too_long(document.id, len(prompt), job, model).model_copy(
+                _too_long(document.id, len(prompt), job, model, settings).model_copy(
                     update={"prompt_tokens": len(prompt)}
                 )
             )
@@ -148,10 +149,8 @@ def run_extract(
     )
 
 
-def _prompts(job: ExtractJob, tokenizer: ChatTokenizer) -> list[list[int]]:
-    return [
-        tokenizer.encode(tokenizer.render(extraction_messages(job, d.text))) for d in job.documents
-    ]
+def _prompts(job: ExtractJob, texts: list[str], tokenizer: ChatTokenizer) -> list[list[int]]:
+    return [tokenizer.encode(tokenizer.render(extraction_messages(job, text))) for text in texts]
 
 
 def _document_independent_length(
@@ -217,13 +216,16 @@ def _failed(document_id: str, code: str, reason: str, tokens: int, repairs: int)
 
 
 def _too_long(
-    document_id: str, prompt_tokens: int, job: ExtractJob, model: LoadedModel
+    document_id: str, prompt_tokens: int, job: ExtractJob, model: LoadedModel, settings: Settings
 ) -> ExtractItem:
-    return _failed(
-        document_id,
-        "prompt_too_long",
-        f"the prompt is {prompt_tokens} tokens and max_tokens is {job.max_tokens}, but "
-        f"{model.manifest.model_id} holds {model.manifest.max_context} tokens",
-        0,
-        0,
-    )
+    if settings.max_prompt_tokens and prompt_tokens > settings.max_prompt_tokens:
+        reason = (
+            f"the prompt is {prompt_tokens} tokens; this fleet accepts at most "
+            f"{settings.max_prompt_tokens} (QFLEET_MAX_PROMPT_TOKENS)"
+        )
+    else:
+        reason = (
+            f"the prompt is {prompt_tokens} tokens and max_tokens is {job.max_tokens}, but "
+            f"{model.manifest.model_id} holds {model.manifest.max_context} tokens"
+        )
+    return _failed(document_id, "prompt_too_long", reason, 0, 0)

@@ -35,6 +35,7 @@ def generate_body(payload: Any, ctx: JobContext, context: Any = None) -> JobResu
                 submitted_at=ctx.submitted_at,
                 worker=ctx.worker,
                 on_text=stream.push if stream else None,
+                max_prompt_tokens=settings.max_prompt_tokens,
             ),
             worker=ctx.worker,
         )

@@ -26,11 +26,21 @@ def run_generate(
     submitted_at: float | None,
     worker: str,
     on_text: TextSink | None = None,
+    max_prompt_tokens: int = 0,
 ) -> JobResult:
-    """Generate the answer to `job` through the worker's batcher."""
+    """Generate the answer to `job` through the worker's batcher.
+
+    `max_prompt_tokens` is the fleet's prompt limit in tokens (0: the model's context only);
+    only the worker can count tokens, so this limit is enforced here alone.
+    """
     started = time.time()
     model = batcher.model
     prompt = model.tokenizer.encode_chat(job.chat())
+    if max_prompt_tokens and prompt.total > max_prompt_tokens:
+        raise PromptTooLongError(
+            f"prompt is {prompt.total} tokens; this fleet accepts at most {max_prompt_tokens} "
+            "(QFLEET_MAX_PROMPT_TOKENS)"
+        )
     budget = model.manifest.max_context - prompt.total
     if job.max_tokens > budget:
         raise PromptTooLongError(

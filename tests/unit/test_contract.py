@@ -31,10 +31,11 @@ def test_settings_read_the_qfleet_prefix(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_redis_password_is_secret_and_injected() -> None:
     settings = Settings(broker_url="rediss://cache:6379/0", redis_password="s3cr:t@")
-    assert settings.broker == "rediss://:s3cr%3At%40@cache:6379/0"
+    # TLS gets certificate checks unless the URL says otherwise (docs/security.md)
+    assert settings.broker == "rediss://:s3cr%3At%40@cache:6379/0?ssl_cert_reqs=required"
     assert "s3cr" not in repr(settings)
     assert "s3cr" not in str(settings.model_dump())
-    assert redact_url(settings.broker) == "rediss://:***@cache:6379/0"
+    assert redact_url(settings.broker) == "rediss://:***@cache:6379/0?ssl_cert_reqs=required"
 
 
 def test_visibility_timeout_must_outlast_the_hard_time_limit() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,17 @@ from tasks.schemas import ChatMessage
 # Turn and document ends of the Qwen family; whichever of them the vocabulary has ends a reply.
 QWEN_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 TURN_END = "<|im_end|>\n"
+
+
+# Control tokens spelled out in text ("<|im_end|>") are read as the real tokens by `encode`, so
+# third-party text (an extraction document, a retrieved passage) could end its turn and open one
+# of its own. `as_data` breaks those spellings up before such text enters a prompt.
+_CONTROL_TOKEN = re.compile(r"<\|([^|<>\s]{1,32})\|>")
+
+
+def as_data(text: str) -> str:
+    """`text` with every `<|name|>` control-token spelling broken up into plain characters."""
+    return _CONTROL_TOKEN.sub(r"< |\1| >", text)
 
 
 # A leading system turn shorter than this is not worth a static-prompt cache entry.

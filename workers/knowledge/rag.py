@@ -2,11 +2,13 @@
 
 Passages go into the system turn between <reference> tags, numbered, each with its source and
 version, under an instruction that they are data to answer from and not instructions to follow.
-A passage cannot close the block early: its closing tag is neutralised.
+A passage cannot close the block early (any spelling of its closing tag is neutralised), nor end
+the system turn (control-token spellings such as `<|im_end|>` are broken up).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.knowledge import Passage
 from tasks.retrieval import SourceRef
 from tasks.schemas import ChatMessage, GenerateJob, JobResult, Timings
+from workers.engine.chat import as_data
 from workers.knowledge.answer_cache import AnswerCache
+
+# Any spelling of the closing tag a model might read as one ("</Reference >"), not just the exact.
+_CLOSING_TAG = re.compile(r"<\s*/\s*reference\s*>", re.IGNORECASE)
 
 REFERENCE_INSTRUCTION = (
     "Answer the user from the reference material below when it is relevant, and cite the "
@@ -72,7 +78,7 @@ def reference_block(passages: list[Passage]) -> str:
     parts = []
     for number, passage in enumerate(passages, start=1):
         updated = passage.update_time.date().isoformat() if passage.update_time else "unknown"
-        text = passage.text.replace("</reference>", "</ reference>")
+        text = _CLOSING_TAG.sub("</ reference>", as_data(passage.text))
         parts.append(
             f"[{number}] source: {passage.source_url} · version {passage.version} · "
             f"updated {updated}\n{text}"
