@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(
         default=20.0, ge=0, description="How long a job waits for batch-mates before it runs."
     )
+    batch_quiet_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="Stop waiting for batch-mates once none arrived for this long; 0 = off.",
+    )
     batch_max_length_spread: int = Field(
         default=64, ge=0, description="Prompt-length spread (tokens) allowed in one engine call."
     )
