@@ -35,7 +35,7 @@ from typing import Any
 from ops.bench.prompts import bench_prompts
 
 NEW_TOKENS = 128
-BATCH_SIZES = (1, 8, 16, 32)
+BATCH_SIZES = "1,8,16,32"
 
 
 def _peak_rss_mb() -> float:
@@ -114,7 +114,7 @@ def stage_ctranslate2(args: argparse.Namespace) -> dict[str, Any]:
         tok.encode_chat([ChatMessage(role="user", content=p)]) for p in bench_prompts(args.jobs)
     ]
     runs = []
-    for size in BATCH_SIZES:
+    for size in (int(b) for b in args.batch_sizes.split(",")):
         chosen = prompts[: args.slow_prompts] if size == 1 else prompts
         tokens, latencies, started = 0, [], time.perf_counter()
         for i in range(0, len(chosen), size):
@@ -260,11 +260,14 @@ def _run_stage(name: str, argv: list[str]) -> dict[str, Any] | None:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'stage':<44} {'tok/s':>8} {'p50 s':>7} {'p95 s':>7} {'peak RSS MB':>12}"]
+    lines = [
+        f"{'stage':<44} {'tok/s':>8} {'p50 s':>7} {'p95 s':>7} {'peak RSS MB':>12} {'batch':>6}"
+    ]
     for r in rows:
+        batch = r.get("mean_batch", r.get("batch", 1))
         lines.append(
             f"{r['stage']:<44} {r['tok_s']:>8.1f} {r['p50_s']:>7.2f} {r['p95_s']:>7.2f} "
-            f"{r['peak_rss_mb']:>12.0f}"
+            f"{r['peak_rss_mb']:>12.0f} {batch:>6}"
         )
     return "\n".join(lines)
 
@@ -280,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--concurrency", type=int, default=32, help="qfleet worker batch size")
     parser.add_argument("--compute-type", default="auto")
+    parser.add_argument(
+        "--batch-sizes", default=BATCH_SIZES, help="stage c's batch sizes (comma-separated)"
+    )
     parser.add_argument("--overhead", action="store_true", help="only the queue-overhead mode")
     parser.add_argument("--stages", default="abcd", help="which of a, b, c, d to run")
     parser.add_argument("--out", default="bench-throughput.json")
@@ -294,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0 if result else 1
     _resolve_inputs(args)
-    forwarded = {"model_dir", "gguf", "jobs", "slow_prompts", "concurrency", "compute_type"}
+    forwarded = {"model_dir", "gguf", "jobs", "slow_prompts", "concurrency", "compute_type",
+                 "batch_sizes"}  # fmt: skip
     passthrough = [
         f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k in forwarded and v
     ]
