@@ -1,6 +1,6 @@
 """Single-stream decode speed on this CPU across engine settings, measured in one run.
 
-    python -m ops.bench.cpu_decode [--model-dir DIR] [--tokens 64] [--repeats 2] [--only NAME,...]
+    python -m ops.bench.cpu_decode [--model-dir DIR] [--tokens 64] [--repeats 2] [--only "NAME;..."]
 
 Each configuration runs in its own process (CTranslate2 reads CT2_* variables at import) on the
 same prompt, greedy, batch 1; configurations are interleaved across repeats so a noisy neighbour
@@ -29,8 +29,15 @@ CONFIGS: dict[str, dict[str, str]] = {
     "int8, OMP active wait": {"OMP_WAIT_POLICY": "ACTIVE"},
     "float32": {"QFLEET_BENCH_COMPUTE": "float32"},
     "float32, ISA AVX512": {"QFLEET_BENCH_COMPUTE": "float32", "CT2_FORCE_CPU_ISA": "AVX512"},
+    "int8, packed GEMM, ISA AVX512": {"CT2_PACKED_GEMM": "1", "CT2_FORCE_CPU_ISA": "AVX512"},
+    "int8, packed GEMM, 1 thread": {"CT2_PACKED_GEMM": "1", "QFLEET_BENCH_THREADS": "1"},
     # Aggregate of two single streams: two processes with one thread each, run at once.
     "int8, 2 procs x 1 thread": {"QFLEET_BENCH_THREADS": "1", "QFLEET_BENCH_PROCS": "2"},
+    "int8, packed, 2 procs x 1 thread": {
+        "CT2_PACKED_GEMM": "1",
+        "QFLEET_BENCH_THREADS": "1",
+        "QFLEET_BENCH_PROCS": "2",
+    },
 }
 
 
@@ -91,7 +98,7 @@ def main() -> int:
     parser.add_argument("--model-dir", help="CTranslate2 model (default: the demo model)")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--only", help="comma-separated configuration names to run")
+    parser.add_argument("--only", help="configuration names to run, separated by ;")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.model_dir:
@@ -101,7 +108,9 @@ def main() -> int:
     if args.probe:
         print(json.dumps(_probe(args.model_dir, args.tokens)))
         return 0
-    chosen = args.only.split(",") if args.only else list(CONFIGS)
+    chosen = args.only.split(";") if args.only else list(CONFIGS)
+    if unknown := [n for n in chosen if n not in CONFIGS]:
+        parser.error(f"unknown configurations {unknown}; known: {list(CONFIGS)}")
     chosen = ["default (int8)", *[n for n in chosen if n != "default (int8)"]]
     speeds: dict[str, list[float]] = {name: [] for name in chosen}
     for _ in range(args.repeats):
