@@ -90,7 +90,12 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Most jobs in one engine call; 0 = worker_concurrency."
     )
     batch_max_wait_ms: float = Field(
-        default=20.0, ge=0, description="How long a job waits for batch-mates before it runs."
+        default=200.0, ge=0, description="Longest a job waits for batch-mates before it runs."
+    )
+    batch_quiet_ms: float = Field(
+        default=20.0,
+        ge=0,
+        description="Stop waiting for batch-mates once none arrived for this long; 0 = off.",
     )
     batch_max_length_spread: int = Field(
         default=64, ge=0, description="Prompt-length spread (tokens) allowed in one engine call."

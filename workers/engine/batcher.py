@@ -1,11 +1,11 @@
 """`DynamicBatcher`: jobs that reach one worker close together share one `generate_batch` call.
 
 Job threads (the worker's threads pool) submit a request and block on its future; one engine
-thread collects requests for at most `max_wait_ms` (or until `max_batch_size` are waiting),
-groups them by what CTranslate2 applies per call (sampling settings, static prompt), splits each
-group by prompt length so short prompts do not wait on long ones being forced through the
-decoder, and runs the groups. A failing batch is retried row by row, so one bad request fails
-alone.
+thread collects requests for at most `max_wait_ms` (or until `max_batch_size` are waiting, or no
+new one arrived for `quiet_ms`), groups them by what CTranslate2 applies per call (sampling
+settings, static prompt), splits each group by prompt length so short prompts do not wait on long
+ones being forced through the decoder, and runs the groups. A failing batch is retried row by
+row, so one bad request fails alone.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ class BatchPolicy:
 
     max_batch_size: int = 16
     max_wait_ms: float = 20.0
+    # Stop collecting early once no new request arrived for this long (0: always wait the full
+    # max_wait_ms). CTranslate2 cannot add rows to a running call, so a burst split over two
+    # calls costs a whole extra decode loop; a quiet gap lets a long max_wait_ms gather a burst
+    # while a lone request still starts after only quiet_ms.
+    quiet_ms: float = 0.0
     # Prompts in one call are forwarded together only up to the shortest one; the rest is
     # forced through the decoder a token per step. Rows further apart than this go to separate
     # calls.
@@ -95,8 +100,11 @@ class DynamicBatcher:
             return None
         batch = [first]
         deadline = time.monotonic() + self.policy.max_wait_ms / 1000
+        quiet = self.policy.quiet_ms / 1000
         while len(batch) < self.policy.max_batch_size:
             remaining = deadline - time.monotonic()
+            if quiet > 0:
+                remaining = min(remaining, quiet)
             try:
                 item = (
                     self._queue.get(timeout=remaining)

