@@ -52,6 +52,7 @@ def _load_in_pool_without_fork(sender: Any = None, **_: Any) -> None:
         redact_url(settings.broker),
         redact_url(settings.result_backend),
     )
+    runtime.pool_concurrency = getattr(sender, "concurrency", None)
     pool = getattr(sender, "pool_cls", None)
     pool_name = getattr(pool, "__module__", str(pool))
     if "prefork" not in pool_name:

@@ -20,6 +20,9 @@ class WorkerRuntime:
         self.settings = settings
         self._model: LoadedModel | None = None
         self._batcher: DynamicBatcher | None = None
+        # The job threads this process really runs (set from the worker at start): a batch
+        # can never be larger, whatever `celery worker --concurrency` was given.
+        self.pool_concurrency: int | None = None
         self._lock = threading.Lock()
 
     def load(self) -> LoadedModel:
@@ -45,7 +48,7 @@ class WorkerRuntime:
         """The batching policy from settings."""
         s = self.settings
         return BatchPolicy(
-            max_batch_size=s.batch_max_size or s.worker_concurrency,
+            max_batch_size=s.batch_max_size or self.pool_concurrency or s.worker_concurrency,
             max_wait_ms=s.batch_max_wait_ms,
             quiet_ms=s.batch_quiet_ms,
             max_length_spread=s.batch_max_length_spread,
