@@ -17,6 +17,9 @@ from tasks.schemas import GenerateJob, JobError, JobResult
 
 pytestmark = pytest.mark.integration
 
+# What an attacker with broker access would send: qfleet itself never serializes with it.
+HOSTILE_SERIALIZER = "pickle"
+
 
 def test_roundtrip_through_a_separate_worker(worker: WorkerProcess, fleet: FleetClient) -> None:
     # Given a worker process serving the tiny model
@@ -133,7 +136,7 @@ def test_pickle_message_is_refused_and_worker_survives(
             ((), {"job": {"prompt": "pwned"}}, {}),
             exchange=Exchange("qfleet", type="direct"),
             routing_key=QUEUE_GENERATE,
-            serializer="pickle",
+            serializer=HOSTILE_SERIALIZER,
             headers={
                 "task": TASK_GENERATE,
                 "id": job_id,
