@@ -30,7 +30,12 @@ from tasks.settings import Settings
 from workers.engine.chat import ChatTokenizer, as_data
 from workers.engine.generation import Sampling
 from workers.engine.model import LoadedModel
-from workers.engine.structured import GuidedDecoder, GuidedOutput, SchemaGuide
+from workers.engine.structured import (
+    MIN_STATIC_PROMPT_TOKENS,
+    GuidedDecoder,
+    GuidedOutput,
+    SchemaGuide,
+)
 
 SYSTEM_PROMPT = (
     "You extract structured data from documents. Reply with one JSON object and nothing else. "
@@ -96,6 +101,9 @@ def run_extract(
     texts = ["" if d.id in rejected else d.text for d in job.documents]
     prompts = _prompts(job, texts, model.tokenizer)
     static_length = _document_independent_length(job, model.tokenizer, prompts)
+    cacheable = static_length >= MIN_STATIC_PROMPT_TOKENS
+    if cacheable and not model.static_prompts.admit(prompts[0][:static_length]):
+        static_length = 0  # one prefix too many for CTranslate2's static-prompt cache
     token_limit = min(
         model.manifest.max_context - job.max_tokens,
         settings.max_prompt_tokens or model.manifest.max_context,

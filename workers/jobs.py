@@ -14,6 +14,7 @@ from tasks.schemas import (
     Usage,
 )
 from workers.engine.batcher import DynamicBatcher
+from workers.engine.chat import ChatPrompt
 from workers.engine.generation import GenerationRequest, Sampling, TextSink
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ def run_generate(
     started = time.time()
     model = batcher.model
     prompt = model.tokenizer.encode_chat(job.chat())
+    if prompt.static_ids and not model.static_prompts.admit(prompt.static_ids):
+        prompt = ChatPrompt([], [*prompt.static_ids, *prompt.ids])
     if max_prompt_tokens and prompt.total > max_prompt_tokens:
         raise PromptTooLongError(
             f"prompt is {prompt.total} tokens; this fleet accepts at most {max_prompt_tokens} "

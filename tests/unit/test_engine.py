@@ -89,3 +89,42 @@ def test_sampling_settings_map_to_ctranslate2() -> None:
         "sampling_topp": 0.9,
         "sampling_temperature": 0.7,
     }
+
+
+def test_static_prompt_registry_admits_a_bounded_number_of_prefixes() -> None:
+    from workers.engine.model import StaticPromptRegistry
+
+    registry = StaticPromptRegistry(capacity=2)
+    assert registry.admit([1, 2, 3])
+    assert registry.admit([4, 5])
+    assert registry.admit([1, 2, 3])  # already cached: always admitted
+    assert not registry.admit([6])  # a third distinct prefix would grow the cache
+
+
+def test_a_prefix_beyond_the_cache_is_sent_as_plain_prompt_with_the_same_answer(
+    model: LoadedModel,
+) -> None:
+    from tasks.schemas import GenerateJob
+    from workers.engine.batcher import DynamicBatcher
+    from workers.engine.model import StaticPromptRegistry
+    from workers.jobs import run_generate
+
+    long_system = "You are a careful assistant who answers questions about job queues. " * 2
+    first = GenerateJob(system="A " + long_system, prompt="Hi", max_tokens=12)
+    second = GenerateJob(system="B " + long_system, prompt="Hi", max_tokens=12)
+    batcher = DynamicBatcher(model)
+    try:
+        # Given a cache with room for one prefix, taken by the first system prompt
+        model.static_prompts = StaticPromptRegistry(capacity=1)
+        run_generate(batcher, first, submitted_at=None, worker="test")
+        assert not model.static_prompts.admit(model.tokenizer.encode_chat(second.chat()).static_ids)
+        # When a job with another system prompt runs, its prefix goes as plain prompt tokens
+        plain = run_generate(batcher, second, submitted_at=None, worker="test")
+        # Then its answer is the one it gets with the prefix cached
+        model.static_prompts = StaticPromptRegistry(capacity=4)
+        cached = run_generate(batcher, second, submitted_at=None, worker="test")
+        assert plain.text == cached.text
+        assert plain.usage == cached.usage
+    finally:
+        batcher.close()
+        model.static_prompts = StaticPromptRegistry()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import ctranslate2
@@ -49,6 +51,33 @@ def resolve_compute_type(requested: str, device: str) -> str:
     return wanted
 
 
+class StaticPromptRegistry:
+    """Which prompt prefixes may go to CTranslate2 as a cached static prompt.
+
+    CTranslate2 keeps the model state of every static prompt it is given for the life of the
+    generator. A few shared system prompts are what the cache is for; a prefix that differs per
+    job (a RAG system turn carrying its passages) would grow the worker's memory without bound.
+    So only the first `capacity` distinct prefixes are admitted; any other is sent as ordinary
+    prompt tokens, which gives the same output, only without the cache.
+    """
+
+    def __init__(self, capacity: int = 16) -> None:
+        self.capacity = capacity
+        self._admitted: set[tuple[int, ...]] = set()
+        self._lock = threading.Lock()
+
+    def admit(self, ids: Sequence[int]) -> bool:
+        """True when `ids` may be passed as a static prompt."""
+        key = tuple(ids)
+        with self._lock:
+            if key in self._admitted:
+                return True
+            if len(self._admitted) >= self.capacity:
+                return False
+            self._admitted.add(key)
+            return True
+
+
 @dataclass
 class LoadedModel:
     """A CTranslate2 generator with its tokenizer and manifest."""
@@ -59,6 +88,7 @@ class LoadedModel:
     device: str
     compute_type: str
     load_seconds: float
+    static_prompts: StaticPromptRegistry = field(default_factory=StaticPromptRegistry)
 
     @property
     def info(self) -> ModelInfo:
