@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,6 +86,38 @@ class WorkerProcess:
                 self.process.wait(10)
         self._log.close()
         return self.process.returncode
+
+
+class Supervisor:
+    """Keeps one worker running: restarts it when it died, as systemd's Restart=always or a
+    Kubernetes Deployment would. Call `keep_alive()` while waiting on the fleet."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path, *, name: str, **worker: Any) -> None:
+        self.env, self.log_dir, self.name, self.options = env, log_dir, name, worker
+        self.starts = 0
+        self.worker = self._start()
+
+    def _start(self) -> WorkerProcess:
+        self.starts += 1
+        log = self.log_dir / f"{self.name}-{self.starts}.log"
+        hostname = f"{self.name}{self.starts}@test"
+        return WorkerProcess(self.env, log, hostname=hostname, **self.options).start()
+
+    def keep_alive(self) -> None:
+        """Start a new worker if the current one has exited."""
+        if not self.worker.alive():
+            self.worker.stop()  # reaps the process and closes its log
+            self.worker = self._start()
+
+    def logs(self) -> list[str]:
+        """The logs of every worker started so far."""
+        return [
+            p.read_text(errors="replace") for p in sorted(self.log_dir.glob(f"{self.name}-*.log"))
+        ]
+
+    def stop(self) -> None:
+        """Stop the current worker."""
+        self.worker.stop()
 
 
 def run_cli(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.localfleet import WorkerProcess, run_cli
+from ops.localfleet import Supervisor, run_cli
 from producer.client import FleetClient
 from tasks.constants import QUEUE_GENERATE
 from tasks.errors import JobFailedError
@@ -49,27 +49,6 @@ def client(fault_env: dict[str, str]) -> Iterator[FleetClient]:
         yield fleet
 
 
-class Supervisor:
-    """Restarts the worker when it dies, as systemd's Restart=always or a Deployment would."""
-
-    def __init__(self, env: dict[str, str], tmp: Path) -> None:
-        self.env, self.tmp, self.starts = env, tmp, 0
-        self.worker = self._start()
-
-    def _start(self) -> WorkerProcess:
-        self.starts += 1
-        log = self.tmp / f"worker-{self.starts}.log"
-        return WorkerProcess(self.env, log, hostname=f"fault{self.starts}@test").start()
-
-    def keep_alive(self) -> None:
-        if not self.worker.alive():
-            self.worker.stop()  # reaps the process and closes its log
-            self.worker = self._start()
-
-    def stop(self) -> None:
-        self.worker.stop()
-
-
 def _send(fleet: FleetClient, task: str, payload: object) -> str:
     job_id = uuid.uuid4().hex
     fleet.app.send_task(task, kwargs={"job": payload}, task_id=job_id, queue=QUEUE_GENERATE)
@@ -90,7 +69,7 @@ def _wait_dead(fleet: FleetClient, job_id: str, supervisor: Supervisor, timeout:
 def test_failing_and_crashing_jobs_are_dead_lettered(
     fault_env: dict[str, str], client: FleetClient, tmp_path: Path
 ) -> None:
-    supervisor = Supervisor(fault_env, tmp_path)
+    supervisor = Supervisor(fault_env, tmp_path, name="fault")
     try:
         # Given a job that always raises and one that SIGKILLs its worker
         failing = _send(client, ALWAYS_FAILS, {"n": 1})
@@ -122,7 +101,7 @@ def test_failing_and_crashing_jobs_are_dead_lettered(
 def test_dlq_cli_lists_shows_redrives_and_purges(
     fault_env: dict[str, str], client: FleetClient, tmp_path: Path
 ) -> None:
-    supervisor = Supervisor(fault_env, tmp_path)
+    supervisor = Supervisor(fault_env, tmp_path, name="fault")
     try:
         # Given a dead-lettered generate job (invalid payload: a permanent error, no retries)
         bad = _send(client, "qfleet.generate", {"prompt": "x", "max_tokens": 0})
