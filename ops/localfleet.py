@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,58 @@ def qfleet_env(settings_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
+class ChildProcess:
+    """A qfleet child process with its output captured to a log file, always stopped."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.args = args
+        self.env = qfleet_env(env)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _launch(self, ready: Callable[[], bool], timeout: float, name: str, poll: float) -> None:
+        """Start the process and wait until `ready()`; raise with its log if it never is."""
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.args, cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{name} not ready after {timeout}s:\n{self.log()}")
+            time.sleep(poll)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        """What the process printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (a warm shutdown for a worker), then SIGKILL if it does not stop in time."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+        return self.process.returncode
+
+
+class WorkerProcess(ChildProcess):
     """A `celery -A workers.main worker` child process with its log captured to a file."""
 
     def __init__(
@@ -36,56 +87,18 @@ class WorkerProcess:
         pool: str = "threads",
         concurrency: int = 2,
     ) -> None:
-        self.env = qfleet_env(env)
-        self.log_path = log_path
-        self.hostname = hostname
-        self.args = [
+        args = [
             sys.executable, "-m", "celery", "-A", "workers.main", "worker",
             f"--pool={pool}", f"--concurrency={concurrency}", f"--queues={queues}",
             f"--hostname={hostname}", "--loglevel=INFO", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(args, env, log_path)
+        self.hostname = hostname
 
     def start(self, ready_timeout: float = 60.0) -> WorkerProcess:
         """Start the worker and wait until it consumes."""
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.args, cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + ready_timeout
-        while " ready." not in self.log():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"worker not ready after {ready_timeout}s:\n{self.log()}")
-            time.sleep(0.1)
+        self._launch(lambda: " ready." in self.log(), ready_timeout, "worker", poll=0.1)
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """Warm shutdown (SIGTERM), then SIGKILL if it does not stop in time."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
-        return self.process.returncode
 
 
 class Supervisor:

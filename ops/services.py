@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import base64
 import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from ops.localfleet import REPO_ROOT, qfleet_env
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from ops.localfleet import ChildProcess, free_port
 
 
 def free_port_range(count: int, attempts: int = 50) -> int:
@@ -59,41 +50,27 @@ def http_get(
         return int(exc.code), bytes(exc.read())
 
 
-class QfleetService:
+class QfleetService(ChildProcess):
     """`python -m producer.cli ARGS` (flower, exporter) running until `stop()`."""
 
     def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path, port: int) -> None:
-        self.args = [sys.executable, "-m", "producer.cli", *args]
-        self.env = qfleet_env(env)
-        self.log_path = log_path
+        super().__init__([sys.executable, "-m", "producer.cli", *args], env, log_path)
         self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         """The service's base URL."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready_path: str, timeout: float = 30.0) -> QfleetService:
-        """Start the process and wait until `ready_path` answers (any HTTP status)."""
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.args, cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + timeout
-        while not self._answers(ready_path):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.process.returncode}:\n{self.log()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log()}")
-            time.sleep(0.2)
-        return self
-
     @property
     def name(self) -> str:
         """The subcommand this process runs."""
         return self.args[3]
+
+    def start(self, ready_path: str, timeout: float = 30.0) -> QfleetService:
+        """Start the process and wait until `ready_path` answers (any HTTP status)."""
+        self._launch(lambda: self._answers(ready_path), timeout, self.name, poll=0.2)
+        return self
 
     def _answers(self, path: str) -> bool:
         try:
@@ -102,22 +79,9 @@ class QfleetService:
             return False
         return True
 
-    def log(self) -> str:
-        """What the process printed so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL if it lingers."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        self._log.close()
+        return super().stop(timeout)
 
 
 def start_flower(env: Mapping[str, str], log_path: Path) -> QfleetService:
