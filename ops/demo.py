@@ -17,9 +17,9 @@ import uuid
 from pathlib import Path
 
 from ops.localfleet import WorkerProcess
-from producer.client import FleetClient
-from tasks.schemas import GenerateJob, JobResult
-from tasks.settings import Settings
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.schemas import GenerateJob, JobResult
+from qfleet.tasks.settings import Settings
 
 # (title, job): a chat answer, a step-by-step answer and a JSON answer, all greedy.
 DEMO_JOBS = [
@@ -53,11 +53,11 @@ def _model_dir(args: argparse.Namespace) -> Path:
     if args.model_dir:
         return Path(args.model_dir)
     if args.tiny:
-        from workers.engine.tiny import ensure_tiny_model
+        from qfleet.workers.engine.tiny import ensure_tiny_model
 
         print("building/using the tiny test model (random weights: its answers are noise)")
         return ensure_tiny_model()
-    from workers.engine.demo_model import ensure_demo_model
+    from qfleet.workers.engine.demo_model import ensure_demo_model
 
     print("using the demo model Qwen2.5-Coder-0.5B-Instruct (fetched and converted on first use)")
     return ensure_demo_model(progress=print)

@@ -75,7 +75,7 @@ class ChildProcess:
 
 
 class WorkerProcess(ChildProcess):
-    """A `celery -A workers.main worker` child process with its log captured to a file."""
+    """A `celery -A qfleet.workers.main worker` child process with its log captured to a file."""
 
     def __init__(
         self,
@@ -88,7 +88,7 @@ class WorkerProcess(ChildProcess):
         concurrency: int = 2,
     ) -> None:
         args = [
-            sys.executable, "-m", "celery", "-A", "workers.main", "worker",
+            sys.executable, "-m", "celery", "-A", "qfleet.workers.main", "worker",
             f"--pool={pool}", f"--concurrency={concurrency}", f"--queues={queues}",
             f"--hostname={hostname}", "--loglevel=INFO", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
@@ -138,7 +138,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run `qfleet ARGS` as a user would, in a child process."""
     return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args],
+        [sys.executable, "-m", "qfleet.producer.cli", *args],
         cwd=REPO_ROOT,
         env=qfleet_env(env),
         capture_output=True,

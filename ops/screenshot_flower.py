@@ -29,9 +29,9 @@ import redis
 
 from ops.localfleet import REPO_ROOT, WorkerProcess
 from ops.services import QfleetService, free_port, start_flower
-from producer.client import FleetClient
-from tasks.schemas import GenerateJob
-from tasks.settings import Settings
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.schemas import GenerateJob
+from qfleet.tasks.settings import Settings
 
 REDIS_URL = os.environ.get("QFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CHROMIUM_FLAGS = [
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=12, help="Jobs to run before the capture.")
     args = parser.parse_args()
 
-    from workers.engine.tiny import ensure_tiny_model
+    from qfleet.workers.engine.tiny import ensure_tiny_model
 
     prefix = f"qfleet-screenshot-{uuid.uuid4().hex[:8]}:"
     password = secrets.token_urlsafe(16)

@@ -51,10 +51,10 @@ def http_get(
 
 
 class QfleetService(ChildProcess):
-    """`python -m producer.cli ARGS` (flower, exporter) running until `stop()`."""
+    """`python -m qfleet.producer.cli ARGS` (flower, exporter) running until `stop()`."""
 
     def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path, port: int) -> None:
-        super().__init__([sys.executable, "-m", "producer.cli", *args], env, log_path)
+        super().__init__([sys.executable, "-m", "qfleet.producer.cli", *args], env, log_path)
         self.port = port
 
     @property

@@ -1,14 +1,17 @@
 """`qfleet`: submit jobs, read results, run workers and build models, from one command.
 
-Exit codes are named in `producer.console.ExitCode`, so scripts can tell a failed job from an
-unreachable broker. Subcommands live in `producer.commands`, one module per area.
+Exit codes are named in `qfleet.producer.console.ExitCode`, so scripts can tell a failed job
+from an unreachable broker. Subcommands live in `qfleet.producer.commands`, one module per area;
+the worker-side ones (`worker`, `model`) in `qfleet.workers.commands`, found through entry points.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import click
 
-from producer.commands import dlq, jobs, kb, model, ops, run, worker
+from qfleet.producer.commands import dlq, jobs, kb, ops, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,8 +36,6 @@ def main() -> None:
 
 main.add_command(jobs.generate)
 main.add_command(jobs.result)
-main.add_command(worker.worker)
-main.add_command(model.model)
 main.add_command(dlq.dlq)
 main.add_command(ops.status)
 main.add_command(ops.exporter)
@@ -42,6 +43,10 @@ main.add_command(ops.flower)
 main.add_command(kb.kb)
 main.add_command(kb.ask)
 main.add_command(run.run)
+# The worker-side commands (`worker`, `model`) come from `qfleet.workers.commands` through the
+# `qfleet.commands` entry points, so the producer side never imports the worker side.
+for _entry in entry_points(group="qfleet.commands"):
+    main.add_command(_entry.load(), _entry.name)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from tasks.app import create_app
-from tasks.constants import (
+from qfleet.tasks.app import create_app
+from qfleet.tasks.constants import (
     ATTEMPTS_KEY,
     JOB_KEY,
     PRIORITY_BULK,
@@ -28,17 +28,17 @@ from tasks.constants import (
     TASK_GENERATE,
     TASK_RAG_RETRIEVE,
 )
-from tasks.deadletters import DeadLetter, DeadLetterStore
-from tasks.errors import (
+from qfleet.tasks.deadletters import DeadLetter, DeadLetterStore
+from qfleet.tasks.errors import (
     BrokerUnavailableError,
     JobFailedError,
     JobTimeoutError,
 )
-from tasks.ledger import HEADER as LEDGER_HEADER
-from tasks.ledger import Ledger, LedgerRecord, list_name
-from tasks.limits import check_extract_documents, parse_extract_job, parse_generate_job
-from tasks.redisconn import PRODUCER_RETRIES, fleet_redis
-from tasks.schemas import (
+from qfleet.tasks.ledger import HEADER as LEDGER_HEADER
+from qfleet.tasks.ledger import Ledger, LedgerRecord, list_name
+from qfleet.tasks.limits import check_extract_documents, parse_extract_job, parse_generate_job
+from qfleet.tasks.redisconn import PRODUCER_RETRIES, fleet_redis
+from qfleet.tasks.schemas import (
     ExtractJob,
     ExtractResult,
     GenerateJob,
@@ -47,7 +47,7 @@ from tasks.schemas import (
     parse_outcome,
     validate_job,
 )
-from tasks.settings import Settings
+from qfleet.tasks.settings import Settings
 
 JobState = Literal["unknown", "queued", "running", "succeeded", "failed"]
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from tasks.errors import BrokerUnavailableError, InvalidJobError, JobTimeoutError
-from tasks.schemas import ExtractResult, JobError, JobResult
+from qfleet.tasks.errors import BrokerUnavailableError, InvalidJobError, JobTimeoutError
+from qfleet.tasks.schemas import ExtractResult, JobError, JobResult
 
 if TYPE_CHECKING:
-    from producer.client import FleetClient
+    from qfleet.producer.client import FleetClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +37,7 @@ def fail(message: str, code: ExitCode) -> NoReturn:
 
 
 def fleet_client() -> FleetClient:
-    from producer.client import FleetClient
+    from qfleet.producer.client import FleetClient
 
     return FleetClient()
 

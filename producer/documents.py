@@ -11,9 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tasks.errors import InvalidJobError
-from tasks.knowledge import KnowledgeDocument
-from tasks.schemas import describe_validation_error
+from qfleet.tasks.errors import InvalidJobError
+from qfleet.tasks.knowledge import KnowledgeDocument
+from qfleet.tasks.schemas import describe_validation_error
 
 TEXT_SUFFIXES = (".txt", ".md", ".markdown")
 

@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from producer.queues import read_queues
-from tasks.constants import ALL_QUEUES
-from tasks.settings import Settings
+from qfleet.producer.queues import read_queues
+from qfleet.tasks.constants import ALL_QUEUES
+from qfleet.tasks.settings import Settings
 
 log = logging.getLogger("qfleet.exporter")
 

@@ -11,8 +11,8 @@ import os
 import sys
 from collections.abc import Mapping
 
-from tasks.errors import PermanentError
-from tasks.settings import Settings
+from qfleet.tasks.errors import PermanentError
+from qfleet.tasks.settings import Settings
 
 # Flower's own switch; we set it only to say the API is closed unless authenticated.
 BASIC_AUTH_ENV = "FLOWER_BASIC_AUTH"
@@ -43,7 +43,7 @@ def basic_auth(settings: Settings) -> str:
 def flower_command(address: str, port: int, extra: tuple[str, ...] = ()) -> list[str]:
     """The argv that runs Flower on `address:port` for the producer-side app (no secrets in it)."""
     return [
-        sys.executable, "-m", "celery", "-A", "producer.celeryapp", "flower",
+        sys.executable, "-m", "celery", "-A", "qfleet.producer.celeryapp", "flower",
         f"--address={address}", f"--port={port}", *extra,
     ]  # fmt: skip
 

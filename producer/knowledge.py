@@ -10,16 +10,16 @@ from typing import Any, TypeVar
 
 from celery.result import AsyncResult
 
-from producer.client import BROKER_ERRORS, FleetClient, poll_outcome
-from tasks.constants import (
+from qfleet.producer.client import BROKER_ERRORS, FleetClient, poll_outcome
+from qfleet.tasks.constants import (
     QUEUE_INGEST,
     QUEUE_RETRIEVE,
     TASK_INGEST,
     TASK_KB_ADMIN,
     TASK_RETRIEVE,
 )
-from tasks.errors import BrokerUnavailableError
-from tasks.knowledge import (
+from qfleet.tasks.errors import BrokerUnavailableError
+from qfleet.tasks.knowledge import (
     IngestJob,
     IngestResult,
     KnowledgeAdminJob,
@@ -31,7 +31,7 @@ from tasks.knowledge import (
     parse_knowledge_outcome,
     validate_knowledge_job,
 )
-from tasks.schemas import JobError
+from qfleet.tasks.schemas import JobError
 
 R = TypeVar("R", IngestResult, RetrieveResult, KnowledgeAdminResult)
 _ROUTES: dict[str, tuple[str, str]] = {

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.errors import InvalidJobError
+from qfleet.tasks.errors import InvalidJobError
 
 CHAT_COMPLETIONS_URL = "/v1/chat/completions"
 

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 from pydantic import BaseModel, ConfigDict
 
-from tasks.constants import ALL_QUEUES, PRIORITY_LEVELS, PRIORITY_SEPARATOR
+from qfleet.tasks.constants import ALL_QUEUES, PRIORITY_LEVELS, PRIORITY_SEPARATOR
 
 
 class QueueSnapshot(BaseModel):

@@ -28,19 +28,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
-from producer import openai_batch
-from producer.client import FleetClient
-from tasks.constants import RUN_KEY, RUN_LEASE_S, RUN_PENDING_KEY, RUN_TTL_S
-from tasks.errors import BrokerUnavailableError, InvalidJobError, QfleetError
-from tasks.extract_schema import check_extract_schema
-from tasks.limits import (
+from qfleet.producer import openai_batch
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.constants import RUN_KEY, RUN_LEASE_S, RUN_PENDING_KEY, RUN_TTL_S
+from qfleet.tasks.errors import BrokerUnavailableError, InvalidJobError, QfleetError
+from qfleet.tasks.extract_schema import check_extract_schema
+from qfleet.tasks.limits import (
     LimitExceededError,
     document_too_large,
     parse_extract_job,
     parse_generate_job,
     prompt_too_large,
 )
-from tasks.schemas import (
+from qfleet.tasks.schemas import (
     MAX_DOCUMENTS_PER_JOB,
     ExtractJob,
     ExtractResult,
@@ -48,7 +48,7 @@ from tasks.schemas import (
     JobError,
     JobResult,
 )
-from tasks.settings import Settings
+from qfleet.tasks.settings import Settings
 
 RunKind = Literal["generate", "extract"]
 RunFormat = Literal["native", "openai"]

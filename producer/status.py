@@ -15,9 +15,9 @@ import redis
 from celery import Celery
 from pydantic import BaseModel, Field
 
-from producer.queues import QueueSnapshot, read_queues
-from tasks.constants import INSPECT_QFLEET_INFO
-from tasks.settings import Settings
+from qfleet.producer.queues import QueueSnapshot, read_queues
+from qfleet.tasks.constants import INSPECT_QFLEET_INFO
+from qfleet.tasks.settings import Settings
 
 Replies = dict[str, Any]
 

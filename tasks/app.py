@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
-from tasks.constants import (
+from qfleet.tasks.constants import (
     ALL_QUEUES,
     QUEUE_EXTRACT,
     QUEUE_GENERATE,
@@ -23,7 +23,7 @@ from tasks.constants import (
     TASK_RAG_RETRIEVE,
     TASK_RETRIEVE,
 )
-from tasks.settings import Settings
+from qfleet.tasks.settings import Settings
 
 JSON_ONLY = ["json"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.constants import DLQ_ENTRY, DLQ_INDEX, DLQ_TTL_S
+from qfleet.tasks.constants import DLQ_ENTRY, DLQ_INDEX, DLQ_TTL_S
 
 
 class DeadLetter(BaseModel):

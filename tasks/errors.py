@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tasks.schemas import JobError
+    from qfleet.tasks.schemas import JobError
 
 
 class QfleetError(Exception):

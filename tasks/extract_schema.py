@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks.errors import InvalidJobError
+from qfleet.tasks.errors import InvalidJobError
 
 # Size bounds: the decoder compiles the schema per job and the prompt shows it to the model.
 MAX_SCHEMA_CHARS = 32_000

@@ -18,9 +18,15 @@ from pydantic import (
     model_validator,
 )
 
-from tasks.errors import InvalidJobError
-from tasks.retrieval import MAX_TOP_K, RetrievalFilters, SourceUrl, Tag, Version
-from tasks.schemas import MAX_TEXT_CHARS, JobError, JobId, describe_validation_error, new_job_id
+from qfleet.tasks.errors import InvalidJobError
+from qfleet.tasks.retrieval import MAX_TOP_K, RetrievalFilters, SourceUrl, Tag, Version
+from qfleet.tasks.schemas import (
+    MAX_TEXT_CHARS,
+    JobError,
+    JobId,
+    describe_validation_error,
+    new_job_id,
+)
 
 MAX_DOCUMENTS_PER_JOB = 1_000
 MAX_QUERY_CHARS = 4_000

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from tasks.constants import JOB_KEY
+from qfleet.tasks.constants import JOB_KEY
 
 LEDGER_SEQ = "qfleet:ledger:seq:{list}"
 LEDGER_PENDING = "qfleet:ledger:pending:{list}"

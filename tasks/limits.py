@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 
-from tasks.errors import InvalidJobError
-from tasks.extract_schema import check_extract_schema, json_nesting
-from tasks.schemas import ExtractJob, GenerateJob, validate_extract_job, validate_generate_job
-from tasks.settings import Settings
+from qfleet.tasks.errors import InvalidJobError
+from qfleet.tasks.extract_schema import check_extract_schema, json_nesting
+from qfleet.tasks.schemas import (
+    ExtractJob,
+    GenerateJob,
+    validate_extract_job,
+    validate_generate_job,
+)
+from qfleet.tasks.settings import Settings
 
 # Example outputs are shown to the model as JSON and validated recursively: deeper is hostile.
 MAX_EXAMPLE_NESTING = 32

@@ -11,7 +11,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 from redis.retry import Retry
 
-from tasks.settings import Settings
+from qfleet.tasks.settings import Settings
 
 # Workers ride out a restart (about 30 s of retries); a producer reports an outage quickly.
 WORKER_RETRIES = 40

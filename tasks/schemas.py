@@ -22,9 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from tasks.errors import InvalidJobError
-from tasks.extract_schema import check_extract_schema
-from tasks.retrieval import RetrievalSpec, SourceRef
+from qfleet.tasks.errors import InvalidJobError
+from qfleet.tasks.extract_schema import check_extract_schema
+from qfleet.tasks.retrieval import RetrievalSpec, SourceRef
 
 # Hard caps, independent of any deployment's settings: nothing larger is ever valid.
 MAX_TEXT_CHARS = 200_000

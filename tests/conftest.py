@@ -36,7 +36,7 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
     """The tiny Qwen2 test model, built once and cached between runs."""
-    from workers.engine.tiny import ensure_tiny_model
+    from qfleet.workers.engine.tiny import ensure_tiny_model
 
     return ensure_tiny_model()
 
@@ -44,8 +44,8 @@ def tiny_model() -> Path:
 @pytest.fixture(scope="session")
 def demo_model() -> Path:
     """The converted demo Qwen model from the user cache; `make test` pulls it first."""
-    from tasks.constants import MODEL_MANIFEST
-    from workers.engine.demo_model import demo_model_dir
+    from qfleet.tasks.constants import MODEL_MANIFEST
+    from qfleet.workers.engine.demo_model import demo_model_dir
 
     path = demo_model_dir()
     if not (path / MODEL_MANIFEST).is_file():
@@ -91,8 +91,8 @@ def worker(
 @pytest.fixture
 def fleet(fleet_env: dict[str, str]) -> Iterator[object]:
     """A `FleetClient` for this module's fleet, closed after the test."""
-    from producer.client import FleetClient
-    from tasks.settings import Settings
+    from qfleet.producer.client import FleetClient
+    from qfleet.tasks.settings import Settings
 
     settings = Settings(
         broker_url=fleet_env["QFLEET_BROKER_URL"],

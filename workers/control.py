@@ -12,9 +12,9 @@ from typing import Any
 
 from celery.worker.control import inspect_command
 
-from tasks.constants import INSPECT_QFLEET_INFO
-from workers.main import runtime, settings
-from workers.metrics import exporter_port, stats
+from qfleet.tasks.constants import INSPECT_QFLEET_INFO
+from qfleet.workers.main import runtime, settings
+from qfleet.workers.metrics import exporter_port, stats
 
 
 def batch_settings() -> dict[str, Any]:

@@ -7,13 +7,13 @@ from typing import Any
 
 from celery import Task
 
-from tasks.constants import TASK_EXTRACT
-from tasks.errors import ModelUnavailableError
-from tasks.limits import parse_extract_job
-from tasks.schemas import ExtractResult
-from workers.extraction import guided_decoder, run_extract
-from workers.main import app, job_runner, runtime, settings
-from workers.policy import JobContext
+from qfleet.tasks.constants import TASK_EXTRACT
+from qfleet.tasks.errors import ModelUnavailableError
+from qfleet.tasks.limits import parse_extract_job
+from qfleet.tasks.schemas import ExtractResult
+from qfleet.workers.extraction import guided_decoder, run_extract
+from qfleet.workers.main import app, job_runner, runtime, settings
+from qfleet.workers.policy import JobContext
 
 log = logging.getLogger("qfleet.worker")
 

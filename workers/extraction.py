@@ -16,9 +16,9 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from tasks.errors import InvalidJobError
-from tasks.limits import oversize_documents
-from tasks.schemas import (
+from qfleet.tasks.errors import InvalidJobError
+from qfleet.tasks.limits import oversize_documents
+from qfleet.tasks.schemas import (
     ChatMessage,
     ExtractItem,
     ExtractJob,
@@ -26,11 +26,11 @@ from tasks.schemas import (
     Timings,
     Usage,
 )
-from tasks.settings import Settings
-from workers.engine.chat import ChatTokenizer, as_data
-from workers.engine.generation import Sampling
-from workers.engine.model import LoadedModel
-from workers.engine.structured import (
+from qfleet.tasks.settings import Settings
+from qfleet.workers.engine.chat import ChatTokenizer, as_data
+from qfleet.workers.engine.generation import Sampling
+from qfleet.workers.engine.model import LoadedModel
+from qfleet.workers.engine.structured import (
     MIN_STATIC_PROMPT_TOKENS,
     GuidedDecoder,
     GuidedOutput,

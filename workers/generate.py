@@ -8,14 +8,14 @@ from typing import Any
 
 from celery import Task
 
-from tasks.constants import TASK_GENERATE
-from tasks.limits import parse_generate_job
-from tasks.schemas import JobResult
-from workers.jobs import run_generate
-from workers.knowledge_tasks import generate_with_knowledge
-from workers.main import app, fleet_keys, job_runner, runtime, settings
-from workers.policy import JobContext
-from workers.streaming import TokenStream
+from qfleet.tasks.constants import TASK_GENERATE
+from qfleet.tasks.limits import parse_generate_job
+from qfleet.tasks.schemas import JobResult
+from qfleet.workers.jobs import run_generate
+from qfleet.workers.knowledge_tasks import generate_with_knowledge
+from qfleet.workers.main import app, fleet_keys, job_runner, runtime, settings
+from qfleet.workers.policy import JobContext
+from qfleet.workers.streaming import TokenStream
 
 log = logging.getLogger("qfleet.worker")
 

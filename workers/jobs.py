@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 import time
 
-from tasks.errors import PromptTooLongError, QfleetError
-from tasks.schemas import (
+from qfleet.tasks.errors import PromptTooLongError, QfleetError
+from qfleet.tasks.schemas import (
     GenerateJob,
     JobError,
     JobResult,
     Timings,
     Usage,
 )
-from workers.engine.batcher import DynamicBatcher
-from workers.engine.chat import ChatPrompt
-from workers.engine.generation import GenerationRequest, Sampling, TextSink
+from qfleet.workers.engine.batcher import DynamicBatcher
+from qfleet.workers.engine.chat import ChatPrompt
+from qfleet.workers.engine.generation import GenerationRequest, Sampling, TextSink
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 from celery import Task
 from celery.signals import worker_shutdown
 
-from tasks.constants import (
+from qfleet.tasks.constants import (
     QUEUE_GENERATE,
     TASK_GENERATE,
     TASK_INGEST,
@@ -25,7 +25,7 @@ from tasks.constants import (
     TASK_RAG_RETRIEVE,
     TASK_RETRIEVE,
 )
-from tasks.knowledge import (
+from qfleet.tasks.knowledge import (
     IngestJob,
     IngestResult,
     KnowledgeAdminJob,
@@ -35,14 +35,14 @@ from tasks.knowledge import (
     RetrieveResult,
     validate_knowledge_job,
 )
-from tasks.limits import parse_generate_job
-from tasks.schemas import GenerateJob, JobResult
-from workers.jobs import error_result
-from workers.knowledge.answer_cache import AnswerCache
-from workers.knowledge.kb_version import KnowledgeVersion
-from workers.knowledge.rag import RetrievedContext, answer, parse_context
-from workers.knowledge.runtime import KnowledgeRuntime
-from workers.main import app, fleet_keys, runtime, settings
+from qfleet.tasks.limits import parse_generate_job
+from qfleet.tasks.schemas import GenerateJob, JobResult
+from qfleet.workers.jobs import error_result
+from qfleet.workers.knowledge.answer_cache import AnswerCache
+from qfleet.workers.knowledge.kb_version import KnowledgeVersion
+from qfleet.workers.knowledge.rag import RetrievedContext, answer, parse_context
+from qfleet.workers.knowledge.runtime import KnowledgeRuntime
+from qfleet.workers.main import app, fleet_keys, runtime, settings
 
 log = logging.getLogger("qfleet.worker")
 

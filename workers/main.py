@@ -1,4 +1,4 @@
-"""The worker entry point: `celery -A workers.main worker` (or `qfleet worker`).
+"""The worker entry point: `celery -A qfleet.workers.main worker` (or `qfleet worker`).
 
 The model is loaded once per process *after* fork: a CTranslate2 generator created in a prefork
 parent hangs every task in its children, and CUDA does not survive fork either.
@@ -18,12 +18,12 @@ from celery.signals import (
     worker_ready,
 )
 
-from tasks.app import create_app
-from tasks.redisconn import WORKER_RETRIES, fleet_redis
-from tasks.settings import Settings, redact_url
-from workers.policy import JobRunner
-from workers.runtime import WorkerRuntime
-from workers.sweeper import LedgerSweeper
+from qfleet.tasks.app import create_app
+from qfleet.tasks.redisconn import WORKER_RETRIES, fleet_redis
+from qfleet.tasks.settings import Settings, redact_url
+from qfleet.workers.policy import JobRunner
+from qfleet.workers.runtime import WorkerRuntime
+from qfleet.workers.sweeper import LedgerSweeper
 
 log = logging.getLogger("qfleet.worker")
 
@@ -31,13 +31,13 @@ settings = Settings()
 app = create_app(settings)
 # Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
 app.conf.include = [
-    "workers.generate",
-    "workers.knowledge_tasks",
-    "workers.extract",
+    "qfleet.workers.generate",
+    "qfleet.workers.knowledge_tasks",
+    "qfleet.workers.extract",
     *settings.task_modules,
 ]
 # Metrics (signal handlers) and the `qfleet_info` inspect command: imported by the worker only.
-app.conf.include += ["workers.metrics", "workers.control"]
+app.conf.include += ["qfleet.workers.metrics", "qfleet.workers.control"]
 runtime = WorkerRuntime(settings)
 fleet_keys = fleet_redis(settings, retries=WORKER_RETRIES)
 job_runner = JobRunner(settings, fleet_keys)

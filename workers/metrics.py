@@ -37,7 +37,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from workers.main import runtime, settings
+from qfleet.workers.main import runtime, settings
 
 log = logging.getLogger("qfleet.metrics")
 # `*_created` series double the output and no dashboard or alert here reads them.

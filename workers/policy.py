@@ -20,13 +20,13 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from pydantic import BaseModel
 
-from tasks.constants import ATTEMPTS_KEY, RUNNING_KEY
-from tasks.deadletters import DeadLetter, DeadLetterStore
-from tasks.errors import PermanentError
-from tasks.ledger import HEADER as LEDGER_HEADER
-from tasks.ledger import Ledger
-from tasks.settings import Settings
-from workers.jobs import error_result
+from qfleet.tasks.constants import ATTEMPTS_KEY, RUNNING_KEY
+from qfleet.tasks.deadletters import DeadLetter, DeadLetterStore
+from qfleet.tasks.errors import PermanentError
+from qfleet.tasks.ledger import HEADER as LEDGER_HEADER
+from qfleet.tasks.ledger import Ledger
+from qfleet.tasks.settings import Settings
+from qfleet.workers.jobs import error_result
 
 log = logging.getLogger("qfleet.worker")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from tasks.errors import ModelUnavailableError
-from tasks.settings import Settings
-from workers.engine.batcher import BatchPolicy, DynamicBatcher
-from workers.engine.model import EngineOptions, LoadedModel, load_model
+from qfleet.tasks.errors import ModelUnavailableError
+from qfleet.tasks.settings import Settings
+from qfleet.workers.engine.batcher import BatchPolicy, DynamicBatcher
+from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
 
 log = logging.getLogger(__name__)
 

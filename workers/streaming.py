@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.constants import STREAM_KEY, STREAM_MAXLEN, STREAM_TTL_S
+from qfleet.tasks.constants import STREAM_KEY, STREAM_MAXLEN, STREAM_TTL_S
 
 
 class TokenStream:

@@ -12,8 +12,8 @@ from typing import Any
 
 from celery import Celery
 
-from tasks.ledger import HEADER, Ledger
-from tasks.settings import Settings
+from qfleet.tasks.ledger import HEADER, Ledger
+from qfleet.tasks.settings import Settings
 
 log = logging.getLogger("qfleet.worker")
 

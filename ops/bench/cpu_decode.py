@@ -45,8 +45,8 @@ def _probe(model_dir: str, tokens: int) -> float:
     import ctranslate2
 
     from ops.bench.prompts import bench_prompts
-    from tasks.schemas import ChatMessage
-    from workers.engine.chat import ChatTokenizer
+    from qfleet.tasks.schemas import ChatMessage
+    from qfleet.workers.engine.chat import ChatTokenizer
 
     generator = ctranslate2.Generator(
         model_dir,
@@ -102,7 +102,7 @@ def main() -> int:
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.model_dir:
-        from workers.engine.demo_model import ensure_demo_model
+        from qfleet.workers.engine.demo_model import ensure_demo_model
 
         args.model_dir = str(ensure_demo_model(lambda line: print(line, file=sys.stderr)))
     if args.probe:

@@ -29,10 +29,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from tasks.schemas import ExtractJob
-from workers.engine.model import EngineOptions, LoadedModel, load_model
-from workers.engine.tiny import default_cache_root, ensure_tiny_model
-from workers.extraction import (
+from qfleet.tasks.schemas import ExtractJob
+from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
+from qfleet.workers.engine.tiny import default_cache_root, ensure_tiny_model
+from qfleet.workers.extraction import (
     _document_independent_length,
     _prompts,
     guided_decoder,
@@ -253,9 +253,9 @@ def run_fleet(model_dir: Path, docs: int, batch: int, threads: int) -> dict[str,
     import redis
 
     from ops.localfleet import WorkerProcess
-    from producer.client import FleetClient
-    from producer.runs import BulkRun, RunSpec
-    from tasks.settings import Settings
+    from qfleet.producer.client import FleetClient
+    from qfleet.producer.runs import BulkRun, RunSpec
+    from qfleet.tasks.settings import Settings
 
     prefix = f"qfleet-bench-{uuid.uuid4().hex[:8]}:"
     env = {

@@ -21,13 +21,13 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from tasks.knowledge import KnowledgeDocument
-from workers.knowledge.edge_index import EdgeIndex
-from workers.knowledge.embedder import Embedder
-from workers.knowledge.embedder_build import ensure_embedder_model
-from workers.knowledge.index import IndexPoint, VectorIndex
-from workers.knowledge.lexical import document_vector
-from workers.knowledge.store import KnowledgeStore, chunk_id
+from qfleet.tasks.knowledge import KnowledgeDocument
+from qfleet.workers.knowledge.edge_index import EdgeIndex
+from qfleet.workers.knowledge.embedder import Embedder
+from qfleet.workers.knowledge.embedder_build import ensure_embedder_model
+from qfleet.workers.knowledge.index import IndexPoint, VectorIndex
+from qfleet.workers.knowledge.lexical import document_vector
+from qfleet.workers.knowledge.store import KnowledgeStore, chunk_id
 
 _EN = (
     "The {noun} service stores {thing} for {days} days before it is archived. "
@@ -70,7 +70,7 @@ def candidate_indexes(folder: Path) -> dict[str, tuple[Callable[[], VectorIndex]
     """name -> (open a fresh index, whether it claims to persist)."""
     from qdrant_client import QdrantClient
 
-    from workers.knowledge.server_index import ServerIndex
+    from qfleet.workers.knowledge.server_index import ServerIndex
 
     return {
         "qdrant-edge (default)": (lambda: EdgeIndex(folder / "edge"), True),

@@ -28,9 +28,9 @@ from pathlib import Path
 import redis
 
 from ops.localfleet import WorkerProcess
-from producer.client import FleetClient
-from tasks.schemas import GenerateJob
-from tasks.settings import Settings
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.schemas import GenerateJob
+from qfleet.tasks.settings import Settings
 
 # Growth above this many MB per 1,000 jobs is called a leak. Generous on purpose: allocator
 # noise on a short run is a few MB, while any per-job leak of a result, a prompt or a KV cache
@@ -173,7 +173,7 @@ def run_soak(
 ) -> SoakReport:
     """Run a soak and return its report (see the module docstring)."""
     if model_dir is None:
-        from workers.engine.tiny import ensure_tiny_model
+        from qfleet.workers.engine.tiny import ensure_tiny_model
 
         model_dir = ensure_tiny_model()
     url = broker_url or str(Settings().broker_url)

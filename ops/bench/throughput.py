@@ -104,9 +104,9 @@ def stage_llamacpp(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def stage_ctranslate2(args: argparse.Namespace) -> dict[str, Any]:
-    from tasks.schemas import ChatMessage
-    from workers.engine.generation import GenerationRequest, Sampling, generate
-    from workers.engine.model import EngineOptions, load_model
+    from qfleet.tasks.schemas import ChatMessage
+    from qfleet.workers.engine.generation import GenerationRequest, Sampling, generate
+    from qfleet.workers.engine.model import EngineOptions, load_model
 
     model = load_model(Path(args.model_dir), EngineOptions(compute_type=args.compute_type))
     tok = model.tokenizer
@@ -143,9 +143,9 @@ def stage_ctranslate2(args: argparse.Namespace) -> dict[str, Any]:
 
 def stage_qfleet(args: argparse.Namespace) -> dict[str, Any]:
     from ops.localfleet import WorkerProcess
-    from producer.client import FleetClient
-    from tasks.schemas import GenerateJob
-    from tasks.settings import Settings
+    from qfleet.producer.client import FleetClient
+    from qfleet.tasks.schemas import GenerateJob
+    from qfleet.tasks.settings import Settings
 
     prefix = f"qfleet-bench-{uuid.uuid4().hex[:8]}:"
     broker = os.environ.get("QFLEET_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -192,10 +192,10 @@ def stage_qfleet(args: argparse.Namespace) -> dict[str, Any]:
 
 def stage_overhead(args: argparse.Namespace) -> dict[str, Any]:
     from ops.localfleet import WorkerProcess
-    from producer.client import FleetClient
-    from tasks.schemas import GenerateJob
-    from tasks.settings import Settings
-    from workers.engine.tiny import ensure_tiny_model
+    from qfleet.producer.client import FleetClient
+    from qfleet.tasks.schemas import GenerateJob
+    from qfleet.tasks.settings import Settings
+    from qfleet.workers.engine.tiny import ensure_tiny_model
 
     prefix = f"qfleet-bench-{uuid.uuid4().hex[:8]}:"
     broker = os.environ.get("QFLEET_BROKER_URL", "redis://127.0.0.1:6379/0")
@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _resolve_inputs(args: argparse.Namespace) -> None:
     """Fill in the demo model and its source GGUF where none was given, fetching them once."""
-    from workers.engine.demo_model import ensure_demo_gguf, ensure_demo_model
+    from qfleet.workers.engine.demo_model import ensure_demo_gguf, ensure_demo_model
 
     def say(line: str) -> None:
         print(line, file=sys.stderr)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from tasks.settings import Settings
+from qfleet.tasks.settings import Settings
 
 START = "<!-- settings-table:start (python -m ops.dev.settings_table --write) -->"
 END = "<!-- settings-table:end -->"

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from producer.console import ExitCode, fail, fleet_client, handle_errors
+from qfleet.producer.console import ExitCode, fail, fleet_client, handle_errors
 
 
 @click.group()

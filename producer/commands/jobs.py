@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from producer.console import ExitCode, fleet_client, handle_errors, print_outcome
-from tasks.errors import JobFailedError
-from tasks.schemas import ExtractResult, JobError, JobResult, validate_generate_job
+from qfleet.producer.console import ExitCode, fleet_client, handle_errors, print_outcome
+from qfleet.tasks.errors import JobFailedError
+from qfleet.tasks.schemas import ExtractResult, JobError, JobResult, validate_generate_job
 
 
 @click.command()

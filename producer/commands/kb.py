@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any
 import click
 from pydantic import BaseModel
 
-from producer.console import ExitCode, fail, fleet_client, handle_errors, print_outcome
-from tasks.errors import JobFailedError, NotFoundError
-from tasks.schemas import JobError, JobResult, validate_generate_job
+from qfleet.producer.console import ExitCode, fail, fleet_client, handle_errors, print_outcome
+from qfleet.tasks.errors import JobFailedError, NotFoundError
+from qfleet.tasks.schemas import JobError, JobResult, validate_generate_job
 
 if TYPE_CHECKING:
-    from producer.knowledge import KnowledgeClient
+    from qfleet.producer.knowledge import KnowledgeClient
 
 
 @contextlib.contextmanager
 def _knowledge() -> Iterator[KnowledgeClient]:
-    from producer.knowledge import KnowledgeClient
+    from qfleet.producer.knowledge import KnowledgeClient
 
     with fleet_client() as fleet:
         try:
@@ -73,8 +73,8 @@ def kb() -> None:
 def kb_ingest(path: Path, tags: tuple[str, ...], batch: int, timeout: float, as_json: bool) -> None:
     """Ingest PATH: a JSONL file (id, text, source_url, update_time, version, tags per line) or a
     folder of .txt/.md files. A newer version of a source supersedes the older one."""
-    from producer.documents import read_documents
-    from tasks.knowledge import IngestJob
+    from qfleet.producer.documents import read_documents
+    from qfleet.tasks.knowledge import IngestJob
 
     documents = read_documents(path, tags=list(tags))
     if not documents:

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from producer.console import ExitCode, fail, handle_errors
+from qfleet.producer.console import ExitCode, fail, handle_errors
 
 DEFAULT_EXPORTER_PORT = 9808
 DEFAULT_FLOWER_PORT = 5555
@@ -43,9 +43,9 @@ def status(as_json: bool, watch: float | None, timeout: float) -> None:
     """
     import redis
 
-    from producer.status import collect_status, render
-    from tasks.app import create_app
-    from tasks.settings import Settings
+    from qfleet.producer.status import collect_status, render
+    from qfleet.tasks.app import create_app
+    from qfleet.tasks.settings import Settings
 
     settings = Settings()
     app = create_app(settings)
@@ -79,10 +79,10 @@ def exporter(address: str, port: int) -> None:
     from each worker's own exporter (QFLEET_METRICS_PORT).
     """
     try:
-        from producer.exporter import serve
+        from qfleet.producer.exporter import serve
     except ImportError as exc:
         fail(f"{exc}; the exporter needs: pip install 'qfleet[ops]'", ExitCode.UNAVAILABLE)
-    from tasks.settings import Settings
+    from qfleet.tasks.settings import Settings
 
     with contextlib.suppress(KeyboardInterrupt):
         serve(Settings(), address, port)
@@ -110,8 +110,8 @@ def flower(address: str, port: int, no_auth: bool, flower_args: tuple[str, ...])
         import flower as _flower  # noqa: F401
     except ImportError as exc:
         fail(f"{exc}; Flower needs: pip install 'qfleet[ops]'", ExitCode.UNAVAILABLE)
-    from producer.flower import FlowerConfigError, flower_command, flower_environment
-    from tasks.settings import Settings
+    from qfleet.producer.flower import FlowerConfigError, flower_command, flower_environment
+    from qfleet.tasks.settings import Settings
 
     try:
         env = flower_environment(Settings(), no_auth=no_auth)

@@ -12,8 +12,8 @@ from typing import Any
 import click
 from pydantic import BaseModel
 
-from producer.console import ExitCode, fail, fleet_client, handle_errors
-from producer.runs import (
+from qfleet.producer.console import ExitCode, fail, fleet_client, handle_errors
+from qfleet.producer.runs import (
     BulkRun,
     RunProgress,
     RunSpec,
@@ -23,8 +23,8 @@ from producer.runs import (
     run_progress,
     stored_spec,
 )
-from tasks.constants import RUN_LEASE_S
-from tasks.errors import QfleetError
+from qfleet.tasks.constants import RUN_LEASE_S
+from qfleet.tasks.errors import QfleetError
 
 
 @click.group()

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ops.localfleet import Supervisor, run_cli
-from producer.client import FleetClient
-from tasks.constants import QUEUE_GENERATE
-from tasks.errors import JobFailedError
-from tasks.schemas import GenerateJob
-from tasks.settings import Settings
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.constants import QUEUE_GENERATE
+from qfleet.tasks.errors import JobFailedError
+from qfleet.tasks.schemas import GenerateJob
+from qfleet.tasks.settings import Settings
 from tests.support.faulty_tasks import ALWAYS_FAILS, KILLS_WORKER
 
 pytestmark = pytest.mark.integration

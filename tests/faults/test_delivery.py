@@ -13,11 +13,11 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from ops.localfleet import RedisServer, Supervisor, WorkerProcess, run_cli
-from producer.client import BROKER_ERRORS, FleetClient
-from tasks.constants import QUEUE_GENERATE, TASK_GENERATE
-from tasks.errors import JobFailedError
-from tasks.schemas import GenerateJob, JobResult
-from tasks.settings import Settings
+from qfleet.producer.client import BROKER_ERRORS, FleetClient
+from qfleet.tasks.constants import QUEUE_GENERATE, TASK_GENERATE
+from qfleet.tasks.errors import JobFailedError
+from qfleet.tasks.schemas import GenerateJob, JobResult
+from qfleet.tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ops.localfleet import WorkerProcess
-from producer.client import FleetClient
-from tasks.constants import QUEUE_EXTRACT, QUEUE_GENERATE, TASK_EXTRACT, TASK_GENERATE
-from tasks.errors import PermanentError
-from tasks.extract_schema import check_extract_schema
-from tasks.limits import parse_extract_job, parse_generate_job
-from tasks.schemas import GenerateJob, JobError, validate_generate_job, validate_job
-from tasks.settings import Settings
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.constants import QUEUE_EXTRACT, QUEUE_GENERATE, TASK_EXTRACT, TASK_GENERATE
+from qfleet.tasks.errors import PermanentError
+from qfleet.tasks.extract_schema import check_extract_schema
+from qfleet.tasks.limits import parse_extract_job, parse_generate_job
+from qfleet.tasks.schemas import GenerateJob, JobError, validate_generate_job, validate_job
+from qfleet.tasks.settings import Settings
 
 # Keys the validators look at, so that fuzzed objects reach deep code paths, not only the
 # "unknown field" refusal.

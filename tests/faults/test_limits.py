@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 
 from ops.localfleet import WorkerProcess
-from producer.client import FleetClient
-from producer.runs import BulkRun, RunSpec, read_items
-from tasks.constants import QUEUE_EXTRACT, QUEUE_GENERATE, TASK_EXTRACT, TASK_GENERATE
-from tasks.errors import InvalidJobError, JobFailedError
-from tasks.schemas import ExtractResult, JobError
-from tasks.settings import Settings
+from qfleet.producer.client import FleetClient
+from qfleet.producer.runs import BulkRun, RunSpec, read_items
+from qfleet.tasks.constants import QUEUE_EXTRACT, QUEUE_GENERATE, TASK_EXTRACT, TASK_GENERATE
+from qfleet.tasks.errors import InvalidJobError, JobFailedError
+from qfleet.tasks.schemas import ExtractResult, JobError
+from qfleet.tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ops.localfleet import WorkerProcess, run_cli
-from producer.client import FleetClient
-from tasks.errors import JobFailedError
-from tasks.schemas import GenerateJob, JobResult
-from tasks.settings import Settings
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.errors import JobFailedError
+from qfleet.tasks.schemas import GenerateJob, JobResult
+from qfleet.tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -132,9 +132,9 @@ def _overtake(fleet: FleetClient, env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_batcher_isolates_a_row_that_breaks_the_engine_call(tiny_model: Path) -> None:
-    from workers.engine.batcher import BatchPolicy, DynamicBatcher
-    from workers.engine.generation import GenerationRequest, Sampling
-    from workers.engine.model import EngineOptions, load_model
+    from qfleet.workers.engine.batcher import BatchPolicy, DynamicBatcher
+    from qfleet.workers.engine.generation import GenerationRequest, Sampling
+    from qfleet.workers.engine.model import EngineOptions, load_model
 
     # Given a batcher and a request whose streaming sink raises inside the engine callback
     model = load_model(tiny_model, EngineOptions(cpu_threads=1))

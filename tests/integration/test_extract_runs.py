@@ -15,10 +15,10 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from ops.localfleet import WorkerProcess, run_cli
-from producer.client import FleetClient
-from tasks.errors import JobFailedError
-from tasks.extract_schema import UnsupportedSchemaError
-from tasks.schemas import ExtractJob, ExtractResult
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.errors import JobFailedError
+from qfleet.tasks.extract_schema import UnsupportedSchemaError
+from qfleet.tasks.schemas import ExtractJob, ExtractResult
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from ops.localfleet import WorkerProcess, run_cli
-from producer.client import FleetClient
-from tasks.constants import QUEUE_GENERATE, TASK_GENERATE
-from tasks.errors import InvalidJobError, JobFailedError
-from tasks.schemas import GenerateJob, JobError, JobResult
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.constants import QUEUE_GENERATE, TASK_GENERATE
+from qfleet.tasks.errors import InvalidJobError, JobFailedError
+from qfleet.tasks.schemas import GenerateJob, JobError, JobResult
 
 pytestmark = pytest.mark.integration
 

@@ -30,16 +30,16 @@ from ops.services import (
     start_exporter,
     start_flower,
 )
-from producer.client import FleetClient
-from tasks.constants import (
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.constants import (
     QUEUE_EXTRACT,
     QUEUE_GENERATE,
     QUEUE_INGEST,
     QUEUE_RETRIEVE,
     TASK_GENERATE,
 )
-from tasks.errors import JobFailedError
-from tasks.schemas import GenerateJob
+from qfleet.tasks.errors import JobFailedError
+from qfleet.tasks.schemas import GenerateJob
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +113,7 @@ def ops_fleet(
 def jobs_ran(ops_fleet: OpsFleet) -> dict[str, str]:
     """Eight good jobs and one malformed one, all finished; returns job id -> outcome."""
     settings_env = ops_fleet.env
-    from tasks.settings import Settings
+    from qfleet.tasks.settings import Settings
 
     settings = Settings(
         broker_url=settings_env["QFLEET_BROKER_URL"],
@@ -315,7 +315,7 @@ def test_drained_worker_takes_no_new_jobs_and_stops_warm(
     try:
         # When it is drained with the runbook's command, then sent a job
         drained = subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "producer.celeryapp", "control",
+            [sys.executable, "-m", "celery", "-A", "qfleet.producer.celeryapp", "control",
              "cancel_consumer", QUEUE_INGEST, "-d", worker.hostname],
             cwd=REPO_ROOT, env=qfleet_env(fleet_env), capture_output=True, text=True, timeout=60,
         )  # fmt: skip

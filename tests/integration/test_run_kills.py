@@ -71,7 +71,7 @@ def run_files(tmp_path: Path) -> tuple[list[str], Path]:
 
 def _start_producer(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "producer.cli", *args],
+        [sys.executable, "-m", "qfleet.producer.cli", *args],
         cwd=REPO_ROOT,
         env=qfleet_env(env),
         stdout=subprocess.DEVNULL,

@@ -12,7 +12,7 @@ import pytest
 def embedder_dir() -> Path:
     """The default embedder, converted once and cached between runs."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from workers.knowledge.embedder_build import ensure_embedder_model
+    from qfleet.workers.knowledge.embedder_build import ensure_embedder_model
 
     return ensure_embedder_model()
 
@@ -20,6 +20,6 @@ def embedder_dir() -> Path:
 @pytest.fixture(scope="session")
 def embedder(embedder_dir: Path) -> object:
     """The embedder as a worker loads it (int8 on CPU)."""
-    from workers.knowledge.embedder import Embedder
+    from qfleet.workers.knowledge.embedder import Embedder
 
     return Embedder(embedder_dir, device="cpu", cpu_threads=1)

@@ -11,10 +11,10 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from tasks.knowledge import KnowledgeDocument
-from workers.knowledge.edge_index import EdgeIndex
-from workers.knowledge.embedder import Embedder
-from workers.knowledge.store import KnowledgeStore, Signals
+from qfleet.tasks.knowledge import KnowledgeDocument
+from qfleet.workers.knowledge.edge_index import EdgeIndex
+from qfleet.workers.knowledge.embedder import Embedder
+from qfleet.workers.knowledge.store import KnowledgeStore, Signals
 
 CORPUS = Path(__file__).parent / "corpus"
 SIGNALS: tuple[Signals, ...] = ("dense", "lexical", "hybrid")
@@ -52,7 +52,7 @@ def evaluate(store: KnowledgeStore, queries: list[dict[str, str]]) -> dict[str, 
 
 def main() -> None:
     """Print hit@1/hit@3 per signal and language with the default embedder."""
-    from workers.knowledge.embedder_build import ensure_embedder_model
+    from qfleet.workers.knowledge.embedder_build import ensure_embedder_model
 
     documents, queries = load_corpus()
     with tempfile.TemporaryDirectory() as folder:

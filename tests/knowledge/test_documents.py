@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from producer.documents import read_documents
-from tasks.errors import InvalidJobError
+from qfleet.producer.documents import read_documents
+from qfleet.tasks.errors import InvalidJobError
 
 
 def test_jsonl_lines_become_documents_with_extra_tags(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.knowledge.embedder import Embedder, mean_pool_normalise
+from qfleet.workers.knowledge.embedder import Embedder, mean_pool_normalise
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -25,7 +25,7 @@ SENTENCES = [
 def reference(embedder_dir: Path) -> np.ndarray:
     from sentence_transformers import SentenceTransformer
 
-    from workers.knowledge.embedder_build import default_embedder_source
+    from qfleet.workers.knowledge.embedder_build import default_embedder_source
 
     model = SentenceTransformer(str(default_embedder_source()), device="cpu")
     return np.asarray(model.encode(SENTENCES, normalize_embeddings=True))
@@ -66,8 +66,8 @@ def test_counts_tokens_without_special_tokens(embedder: Embedder) -> None:
 
 def test_cli_converts_a_model_folder(tmp_path: Path) -> None:
     from ops.localfleet import run_cli
-    from workers.knowledge.embedder import EMBEDDER_MANIFEST
-    from workers.knowledge.embedder_build import default_embedder_source
+    from qfleet.workers.knowledge.embedder import EMBEDDER_MANIFEST
+    from qfleet.workers.knowledge.embedder_build import default_embedder_source
 
     # When a user converts the packaged model into a folder of their choice
     out = tmp_path / "embedder"

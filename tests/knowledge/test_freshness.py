@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from ops.localfleet import WorkerProcess, run_cli
-from producer.client import FleetClient
-from producer.knowledge import KnowledgeClient
-from tasks.errors import JobFailedError
-from tasks.knowledge import IngestJob, KnowledgeDocument
-from tasks.schemas import GenerateJob, JobResult
+from qfleet.producer.client import FleetClient
+from qfleet.producer.knowledge import KnowledgeClient
+from qfleet.tasks.errors import JobFailedError
+from qfleet.tasks.knowledge import IngestJob, KnowledgeDocument
+from qfleet.tasks.schemas import GenerateJob, JobResult
 
 pytestmark = pytest.mark.integration
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks.errors import InvalidJobError
-from tasks.knowledge import KnowledgeAdminJob, Passage, validate_knowledge_job
-from tasks.schemas import GenerateJob
-from workers.knowledge.answer_cache import AnswerCache
-from workers.knowledge.rag import RetrievedContext, augment_messages, reference_block
+from qfleet.tasks.errors import InvalidJobError
+from qfleet.tasks.knowledge import KnowledgeAdminJob, Passage, validate_knowledge_job
+from qfleet.tasks.schemas import GenerateJob
+from qfleet.workers.knowledge.answer_cache import AnswerCache
+from qfleet.workers.knowledge.rag import RetrievedContext, augment_messages, reference_block
 
 
 def passage(text: str, version: str = "2") -> Passage:

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from qfleet.workers.knowledge.edge_index import EdgeIndex
+from qfleet.workers.knowledge.embedder import Embedder
+from qfleet.workers.knowledge.store import KnowledgeStore
 from tests.knowledge.retrieval_eval import evaluate, load_corpus
-from workers.knowledge.edge_index import EdgeIndex
-from workers.knowledge.embedder import Embedder
-from workers.knowledge.store import KnowledgeStore
 
 
 @pytest.fixture(scope="module")

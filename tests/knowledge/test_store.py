@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from tasks.errors import NotFoundError
-from tasks.knowledge import KnowledgeDocument
-from tasks.retrieval import RetrievalFilters
-from workers.knowledge.edge_index import EdgeIndex
-from workers.knowledge.embedder import Embedder
-from workers.knowledge.server_index import ServerIndex
-from workers.knowledge.store import KnowledgeStore
+from qfleet.tasks.errors import NotFoundError
+from qfleet.tasks.knowledge import KnowledgeDocument
+from qfleet.tasks.retrieval import RetrievalFilters
+from qfleet.workers.knowledge.edge_index import EdgeIndex
+from qfleet.workers.knowledge.embedder import Embedder
+from qfleet.workers.knowledge.server_index import ServerIndex
+from qfleet.workers.knowledge.store import KnowledgeStore
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from workers.knowledge.chunking import chunk_text
-from workers.knowledge.embedder import Embedder
-from workers.knowledge.lexical import document_vector, query_vector, term_id, terms
+from qfleet.workers.knowledge.chunking import chunk_text
+from qfleet.workers.knowledge.embedder import Embedder
+from qfleet.workers.knowledge.lexical import document_vector, query_vector, term_id, terms
 
 
 def test_cjk_becomes_bigrams_and_latin_lowercased_words() -> None:

@@ -11,8 +11,8 @@ import re
 import pytest
 
 from ops.localfleet import WorkerProcess
-from producer.client import FleetClient
-from tasks.schemas import ChatMessage, GenerateJob
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.schemas import ChatMessage, GenerateJob
 
 pytestmark = [pytest.mark.real_model, pytest.mark.integration]
 

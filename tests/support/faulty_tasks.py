@@ -13,8 +13,8 @@ from typing import Any
 from celery import Task
 from pydantic import BaseModel
 
-from workers.main import app, job_runner
-from workers.policy import JobContext
+from qfleet.workers.main import app, job_runner
+from qfleet.workers.policy import JobContext
 
 ALWAYS_FAILS = "qfleet.test.always_fails"
 KILLS_WORKER = "qfleet.test.kills_worker"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.schemas import ChatMessage
-from workers.engine.batcher import BatchPolicy, DynamicBatcher
-from workers.engine.generation import GenerationOutput, GenerationRequest, Sampling
-from workers.engine.model import EngineOptions, LoadedModel, load_model
+from qfleet.tasks.schemas import ChatMessage
+from qfleet.workers.engine.batcher import BatchPolicy, DynamicBatcher
+from qfleet.workers.engine.generation import GenerationOutput, GenerationRequest, Sampling
+from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
 
 # Far longer than any test may take: a request that waited for it would fail the test.
 NEVER_MS = 600_000

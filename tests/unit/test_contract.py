@@ -7,17 +7,17 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from tasks.app import celery_config, create_app
-from tasks.constants import ALL_QUEUES
-from tasks.errors import InvalidJobError
-from tasks.schemas import (
+from qfleet.tasks.app import celery_config, create_app
+from qfleet.tasks.constants import ALL_QUEUES
+from qfleet.tasks.errors import InvalidJobError
+from qfleet.tasks.schemas import (
     GenerateJob,
     JobError,
     JobResult,
     parse_outcome,
     validate_generate_job,
 )
-from tasks.settings import Settings, redact_url
+from qfleet.tasks.settings import Settings, redact_url
 
 
 def test_settings_read_the_qfleet_prefix(monkeypatch: pytest.MonkeyPatch) -> None:

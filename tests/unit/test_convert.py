@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from ops.localfleet import run_cli
-from tasks.schemas import ChatMessage
-from workers.engine import convert
-from workers.engine.demo_model import DemoModelError, GgufPart, copy_part
-from workers.engine.generation import GenerationRequest, Sampling, generate
-from workers.engine.manifest import ModelManifest, file_sha256
-from workers.engine.model import EngineOptions, load_model
-from workers.engine.tiny import SPECIAL_TOKENS, build_tiny_hf_folder
+from qfleet.tasks.schemas import ChatMessage
+from qfleet.workers.engine import convert
+from qfleet.workers.engine.demo_model import DemoModelError, GgufPart, copy_part
+from qfleet.workers.engine.generation import GenerationRequest, Sampling, generate
+from qfleet.workers.engine.manifest import ModelManifest, file_sha256
+from qfleet.workers.engine.model import EngineOptions, load_model
+from qfleet.workers.engine.tiny import SPECIAL_TOKENS, build_tiny_hf_folder
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.engine import demo_model
-from workers.engine.demo_model import DemoModelError, demo_gguf_path, ensure_demo_gguf
+from qfleet.workers.engine import demo_model
+from qfleet.workers.engine.demo_model import DemoModelError, demo_gguf_path, ensure_demo_gguf
 
 
 def _refuse_download(folder: Path, say: object) -> list[Path]:

@@ -24,8 +24,8 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from ops.localfleet import REPO_ROOT
-from tasks.constants import ALL_QUEUES
-from tasks.settings import Settings
+from qfleet.tasks.constants import ALL_QUEUES
+from qfleet.tasks.settings import Settings
 
 DEPLOY = REPO_ROOT / "ops" / "deploy"
 K8S_VERSION = "1.33"
@@ -61,8 +61,8 @@ def known_metric_names() -> set[str]:
     """Every series name the worker exporters and the queue exporter can produce."""
     from prometheus_client import REGISTRY
 
-    import workers.metrics  # noqa: F401  (registers the worker metrics)
-    from producer.exporter import EXPORTER_METRICS
+    import qfleet.workers.metrics  # noqa: F401  (registers the worker metrics)
+    from qfleet.producer.exporter import EXPORTER_METRICS
 
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     names = set(EXPORTER_METRICS)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.schemas import ChatMessage
-from workers.engine.generation import GenerationRequest, Sampling, generate
-from workers.engine.model import EngineOptions, LoadedModel, load_model
+from qfleet.tasks.schemas import ChatMessage
+from qfleet.workers.engine.generation import GenerationRequest, Sampling, generate
+from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
 
 CHAT = [
     ChatMessage(role="system", content="You are terse."),
@@ -92,7 +92,7 @@ def test_sampling_settings_map_to_ctranslate2() -> None:
 
 
 def test_static_prompt_registry_admits_a_bounded_number_of_prefixes() -> None:
-    from workers.engine.model import StaticPromptRegistry
+    from qfleet.workers.engine.model import StaticPromptRegistry
 
     registry = StaticPromptRegistry(capacity=2)
     assert registry.admit([1, 2, 3])
@@ -104,10 +104,10 @@ def test_static_prompt_registry_admits_a_bounded_number_of_prefixes() -> None:
 def test_a_prefix_beyond_the_cache_is_sent_as_plain_prompt_with_the_same_answer(
     model: LoadedModel,
 ) -> None:
-    from tasks.schemas import GenerateJob
-    from workers.engine.batcher import DynamicBatcher
-    from workers.engine.model import StaticPromptRegistry
-    from workers.jobs import run_generate
+    from qfleet.tasks.schemas import GenerateJob
+    from qfleet.workers.engine.batcher import DynamicBatcher
+    from qfleet.workers.engine.model import StaticPromptRegistry
+    from qfleet.workers.jobs import run_generate
 
     long_system = "You are a careful assistant who answers questions about job queues. " * 2
     first = GenerateJob(system="A " + long_system, prompt="Hi", max_tokens=12)

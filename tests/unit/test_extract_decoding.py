@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from tasks.schemas import ExtractJob
-from workers.engine.model import EngineOptions, LoadedModel, load_model
-from workers.engine.structured import DATE_PATTERN, GuidedDecoder
-from workers.extraction import guided_decoder, run_extract
+from qfleet.tasks.schemas import ExtractJob
+from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
+from qfleet.workers.engine.structured import DATE_PATTERN, GuidedDecoder
+from qfleet.workers.extraction import guided_decoder, run_extract
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def test_the_date_pattern_is_what_python_accepts(date: str, valid: bool) -> None
 def test_examples_that_break_the_schema_are_refused(
     model: LoadedModel, decoder: GuidedDecoder
 ) -> None:
-    from tasks.errors import InvalidJobError
+    from qfleet.tasks.errors import InvalidJobError
 
     job = ExtractJob(
         documents=[{"id": "a", "text": "t"}],

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from tasks.extract_schema import UnsupportedSchemaError, check_extract_schema
-from tasks.schemas import ExtractJob, validate_extract_job, validate_job
+from qfleet.tasks.extract_schema import UnsupportedSchemaError, check_extract_schema
+from qfleet.tasks.schemas import ExtractJob, validate_extract_job, validate_job
 
 
 def _object(**properties: Any) -> dict[str, Any]:

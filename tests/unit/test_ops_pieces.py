@@ -9,11 +9,16 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from producer.cli import main
-from producer.flower import BASIC_AUTH_ENV, FlowerConfigError, flower_command, flower_environment
-from producer.queues import queue_keys, submitted_at
-from producer.status import FleetStatus, QueueStatus, RunStatus, WorkerStatus, render
-from tasks.settings import Settings
+from qfleet.producer.cli import main
+from qfleet.producer.flower import (
+    BASIC_AUTH_ENV,
+    FlowerConfigError,
+    flower_command,
+    flower_environment,
+)
+from qfleet.producer.queues import queue_keys, submitted_at
+from qfleet.producer.status import FleetStatus, QueueStatus, RunStatus, WorkerStatus, render
+from qfleet.tasks.settings import Settings
 
 
 def kombu_message(kwargs: dict[str, object]) -> bytes:
@@ -113,7 +118,7 @@ def test_status_table_says_when_nothing_answers() -> None:
 
 
 def test_worker_stats_count_outcomes_and_forget_old_rates() -> None:
-    from workers.metrics import RATE_WINDOW_S, WorkerStats
+    from qfleet.workers.metrics import RATE_WINDOW_S, WorkerStats
 
     stats = WorkerStats()
     stats.add("generate", "succeeded", tokens=40, generate_s=0.5)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from producer.openai_batch import error_line, output_line
-from producer.runs import (
+from qfleet.producer.openai_batch import error_line, output_line
+from qfleet.producer.runs import (
     RunItem,
     RunSink,
     RunSpec,
@@ -21,8 +21,8 @@ from producer.runs import (
     read_items,
     records_for,
 )
-from tasks.errors import InvalidJobError
-from tasks.schemas import ExtractJob, GenerateJob, JobError
+from qfleet.tasks.errors import InvalidJobError
+from qfleet.tasks.schemas import ExtractJob, GenerateJob, JobError
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "boolean"}}, "required": ["a"]}
 
@@ -152,7 +152,7 @@ class Person(BaseModel):
 
 
 def test_a_pydantic_model_is_resolved_at_the_producer() -> None:
-    from producer.commands.run import _load_schema
+    from qfleet.producer.commands.run import _load_schema
 
     schema = _load_schema(None, "tests.unit.test_runs:Person")
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from workers.engine.generation import GenerationOutput, GenerationRequest, Sampling, generate
-from workers.engine.model import LoadedModel
+from qfleet.workers.engine.generation import GenerationOutput, GenerationRequest, Sampling, generate
+from qfleet.workers.engine.model import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
-from tasks.errors import InvalidJobError, QfleetError
-from tasks.schemas import ChatMessage
+from qfleet.tasks.errors import InvalidJobError, QfleetError
+from qfleet.tasks.schemas import ChatMessage
 
 # Turn and document ends of the Qwen family; whichever of them the vocabulary has ends a reply.
 QWEN_END_TOKENS = ("<|im_end|>", "<|endoftext|>")

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tasks.constants import QUANTIZATIONS
-from tasks.errors import PermanentError
-from workers.engine.manifest import file_sha256, tree_sha256, write_manifest
+from qfleet.tasks.constants import QUANTIZATIONS
+from qfleet.tasks.errors import PermanentError
+from qfleet.workers.engine.manifest import file_sha256, tree_sha256, write_manifest
 
 Progress = Callable[[str], None]
 

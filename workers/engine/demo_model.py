@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from tasks.constants import MODEL_MANIFEST
-from workers.engine.convert import ConversionError, Progress, convert_model
-from workers.engine.tiny import default_cache_root
+from qfleet.tasks.constants import MODEL_MANIFEST
+from qfleet.workers.engine.convert import ConversionError, Progress, convert_model
+from qfleet.workers.engine.tiny import default_cache_root
 
 # Bump when anything below changes what gets built: the cache folder is named after it.
 DEMO_RECIPE_VERSION = 1

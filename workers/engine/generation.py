@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import ctranslate2
 
-from tasks.schemas import FinishReason
-from workers.engine.chat import ChatTokenizer
+from qfleet.tasks.schemas import FinishReason
+from qfleet.workers.engine.chat import ChatTokenizer
 
 TextSink = Callable[[str], None]
 

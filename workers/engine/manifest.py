@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.constants import MODEL_MANIFEST
+from qfleet.tasks.constants import MODEL_MANIFEST
 
 # Qwen2.5 models accept 32k tokens; a folder without a manifest is assumed to be one of them.
 DEFAULT_MAX_CONTEXT = 32_768

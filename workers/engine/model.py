@@ -12,10 +12,10 @@ from pathlib import Path
 
 import ctranslate2
 
-from tasks.errors import QfleetError
-from tasks.schemas import ModelInfo
-from workers.engine.chat import ChatTokenizer
-from workers.engine.manifest import ModelManifest
+from qfleet.tasks.errors import QfleetError
+from qfleet.tasks.schemas import ModelInfo
+from qfleet.workers.engine.chat import ChatTokenizer
+from qfleet.workers.engine.manifest import ModelManifest
 
 log = logging.getLogger(__name__)
 

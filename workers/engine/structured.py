@@ -34,9 +34,9 @@ import llguidance
 import numpy as np
 from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
-from tasks.errors import PermanentError
-from tasks.schemas import FinishReason
-from workers.engine.chat import ChatTokenizer
+from qfleet.tasks.errors import PermanentError
+from qfleet.tasks.schemas import FinishReason
+from qfleet.workers.engine.chat import ChatTokenizer
 
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions

@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tasks.constants import CACHE_DIR_NAME, MODEL_MANIFEST
-from workers.engine.convert import MissingDependencyError
+from qfleet.tasks.constants import CACHE_DIR_NAME, MODEL_MANIFEST
+from qfleet.workers.engine.convert import MissingDependencyError
 
 # Bump when anything below changes what gets built: the cache key includes it.
 TINY_RECIPE_VERSION = 2
@@ -76,7 +76,7 @@ def ensure_tiny_model(out: Path | None = None) -> Path:
 
 
 def _build(out: Path, hf_dir: Path) -> None:
-    from workers.engine.convert import convert_model
+    from qfleet.workers.engine.convert import convert_model
 
     build_tiny_hf_folder(hf_dir)
     convert_model(

@@ -12,8 +12,8 @@ import hashlib
 import json
 from typing import Any
 
-from tasks.constants import ANSWER_KEY
-from tasks.schemas import GenerateJob, JobResult
+from qfleet.tasks.constants import ANSWER_KEY
+from qfleet.tasks.schemas import GenerateJob, JobResult
 
 
 class AnswerCache:

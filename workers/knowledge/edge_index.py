@@ -13,7 +13,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from workers.knowledge.index import (
+from qfleet.workers.knowledge.index import (
     DENSE,
     LEXICAL,
     RRF_K,
@@ -24,7 +24,7 @@ from workers.knowledge.index import (
     MatchAny,
     Record,
 )
-from workers.knowledge.lexical import SparseVector
+from qfleet.workers.knowledge.lexical import SparseVector
 
 _SCROLL_PAGE = 1_000
 

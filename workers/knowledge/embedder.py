@@ -17,8 +17,8 @@ import ctranslate2
 import numpy as np
 from tokenizers import Tokenizer
 
-from tasks.errors import ModelUnavailableError
-from workers.engine.model import resolve_compute_type, resolve_device
+from qfleet.tasks.errors import ModelUnavailableError
+from qfleet.workers.engine.model import resolve_compute_type, resolve_device
 
 EMBEDDER_MANIFEST = "qfleet-embedder.json"
 

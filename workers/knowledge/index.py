@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from workers.knowledge.lexical import SparseVector
+from qfleet.workers.knowledge.lexical import SparseVector
 
 DENSE = "dense"
 LEXICAL = "lexical"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.constants import KB_VERSION_KEY
+from qfleet.tasks.constants import KB_VERSION_KEY
 
 
 class KnowledgeVersion:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tasks.errors import StoreUnavailableError
-from tasks.settings import Settings
-from workers.engine.tiny import default_cache_root
-from workers.knowledge.embedder import EMBEDDER_MANIFEST, Embedder
-from workers.knowledge.index import VectorIndex
-from workers.knowledge.store import KnowledgeStore
+from qfleet.tasks.errors import StoreUnavailableError
+from qfleet.tasks.settings import Settings
+from qfleet.workers.engine.tiny import default_cache_root
+from qfleet.workers.knowledge.embedder import EMBEDDER_MANIFEST, Embedder
+from qfleet.workers.knowledge.index import VectorIndex
+from qfleet.workers.knowledge.store import KnowledgeStore
 
 
 def default_kb_dir() -> Path:
@@ -37,12 +37,12 @@ def open_index(settings: Settings) -> tuple[VectorIndex, str]:
     if settings.qdrant_url:
         from qdrant_client import QdrantClient
 
-        from workers.knowledge.server_index import ServerIndex
+        from qfleet.workers.knowledge.server_index import ServerIndex
 
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         client = QdrantClient(location=settings.qdrant_url, api_key=key)
         return ServerIndex(client, settings.kb_collection), "qdrant-server"
-    from workers.knowledge.edge_index import EdgeIndex
+    from qfleet.workers.knowledge.edge_index import EdgeIndex
 
     folder = (settings.kb_dir or default_kb_dir()) / settings.kb_collection
     return EdgeIndex(folder), "qdrant-edge"

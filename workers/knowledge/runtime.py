@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from tasks.settings import Settings
-from workers.knowledge.open import open_store
-from workers.knowledge.store import KnowledgeStore
+from qfleet.tasks.settings import Settings
+from qfleet.workers.knowledge.open import open_store
+from qfleet.workers.knowledge.store import KnowledgeStore
 
 log = logging.getLogger(__name__)
 

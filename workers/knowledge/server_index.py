@@ -8,7 +8,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from workers.knowledge.index import (
+from qfleet.workers.knowledge.index import (
     DENSE,
     LEXICAL,
     RRF_K,
@@ -19,7 +19,7 @@ from workers.knowledge.index import (
     MatchAny,
     Record,
 )
-from workers.knowledge.lexical import SparseVector
+from qfleet.workers.knowledge.lexical import SparseVector
 
 _SCROLL_PAGE = 1_000
 

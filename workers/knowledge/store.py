@@ -18,19 +18,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from tasks.errors import NotFoundError
-from tasks.knowledge import (
+from qfleet.tasks.errors import NotFoundError
+from qfleet.tasks.knowledge import (
     IngestedDocument,
     KnowledgeDocument,
     KnowledgeStats,
     Passage,
     SourceVersion,
 )
-from tasks.retrieval import RetrievalFilters
-from workers.knowledge.chunking import chunk_text
-from workers.knowledge.embedder import Embedder
-from workers.knowledge.index import Condition, IndexPoint, Match, MatchAny, Range, VectorIndex
-from workers.knowledge.lexical import SparseVector, document_vector, query_vector
+from qfleet.tasks.retrieval import RetrievalFilters
+from qfleet.workers.knowledge.chunking import chunk_text
+from qfleet.workers.knowledge.embedder import Embedder
+from qfleet.workers.knowledge.index import (
+    Condition,
+    IndexPoint,
+    Match,
+    MatchAny,
+    Range,
+    VectorIndex,
+)
+from qfleet.workers.knowledge.lexical import SparseVector, document_vector, query_vector
 
 # Chunk ids are stable: the same (source, version, chunk) always maps to the same point.
 _CHUNK_NAMESPACE = uuid.UUID("6f1e8f0a-5b8e-4d55-9a43-1f6d0c2b7e11")

@@ -12,9 +12,9 @@ from typing import NoReturn
 
 import click
 
-from producer.console import ExitCode, fail
-from tasks.constants import QUANTIZATIONS
-from tasks.errors import QfleetError
+from qfleet.producer.console import ExitCode, fail
+from qfleet.tasks.constants import QUANTIZATIONS
+from qfleet.tasks.errors import QfleetError
 
 CONVERT_EXTRA = "pip install torch 'qfleet[convert]'"
 
@@ -57,7 +57,7 @@ def model_convert(source: str, out: Path, quantization: str, model_id: str | Non
       qfleet model convert ./qwen2.5-1.5b-instruct-q8_0.gguf ./models/qwen-1.5b
     """
     try:
-        from workers.engine.convert import convert_model
+        from qfleet.workers.engine.convert import convert_model
     except ImportError as exc:
         fail(
             f"{exc}; model conversion needs the convert extra: {CONVERT_EXTRA}",
@@ -85,7 +85,7 @@ def model_pull(name: str) -> None:
           qfleet model convert Qwen/Qwen2.5-0.5B-Instruct ./models/qwen
     """
     try:
-        from workers.engine.demo_model import ensure_demo_model
+        from qfleet.workers.engine.demo_model import ensure_demo_model
     except ImportError as exc:
         fail(
             f"{exc}; pulling a model needs the convert extra: {CONVERT_EXTRA}", ExitCode.UNAVAILABLE
@@ -101,7 +101,7 @@ def model_pull(name: str) -> None:
 def model_tiny(out: Path | None) -> None:
     """Build the tiny random-weight Qwen2 test model into OUT (default: the cache) and print it."""
     try:
-        from workers.engine.tiny import ensure_tiny_model
+        from qfleet.workers.engine.tiny import ensure_tiny_model
     except ImportError as exc:
         fail(f"{exc}; this needs: {CONVERT_EXTRA}", ExitCode.UNAVAILABLE)
     try:
@@ -127,7 +127,7 @@ def model_embedder(src: Path | None, out: Path | None, quantization: str) -> Non
     the cache (~/.cache/qfleet/models/). Prints the folder to set as QFLEET_EMBEDDER_DIR.
     """
     try:
-        from workers.knowledge.embedder_build import ensure_embedder_model
+        from qfleet.workers.knowledge.embedder_build import ensure_embedder_model
     except ImportError as exc:
         fail(f"{exc}; this needs: pip install 'qfleet[convert]'", ExitCode.UNAVAILABLE)
     try:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from producer.console import ExitCode, fail
-from tasks.constants import ALL_QUEUES, QUEUE_GENERATE
+from qfleet.producer.console import ExitCode, fail
+from qfleet.tasks.constants import ALL_QUEUES, QUEUE_GENERATE
 
 
 @click.command()
@@ -49,7 +49,7 @@ def worker(
         os.environ["QFLEET_MODEL_DIR"] = str(model_dir.resolve())
     if concurrency is not None:
         os.environ["QFLEET_WORKER_CONCURRENCY"] = str(concurrency)
-    from tasks.settings import Settings
+    from qfleet.tasks.settings import Settings
 
     settings = Settings()
     # A worker serving only the knowledge queues (ingest, retrieve) needs no generation model.
@@ -63,7 +63,7 @@ def worker(
             ExitCode.NOT_FOUND,
         )
     try:
-        from workers.main import app
+        from qfleet.workers.main import app
     except ImportError as exc:
         fail(f"{exc}; a worker needs: pip install 'qfleet[worker]'", ExitCode.UNAVAILABLE)
     app.worker_main(
