@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from qfleet.tasks.app import create_app
 from qfleet.tasks.constants import (
     ATTEMPTS_KEY,
+    CANCEL_KEY,
     JOB_KEY,
     PRIORITY_BULK,
     PRIORITY_INTERACTIVE,
@@ -161,6 +162,19 @@ class FleetClient:
         result = self.wait(self.submit(GenerateJob(prompt=prompt, **options)), timeout=timeout)
         assert isinstance(result, JobResult)  # a generate job's id holds a generate result
         return result
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the fleet to stop `job_id`: queued, it is never run; running, it stops decoding.
+
+        A cancelled job ends with a `JobError` whose code is `cancelled`. Cancelling a job that
+        already finished changes nothing (its result stays).
+        """
+        key = self.settings.redis_key_prefix + CANCEL_KEY.format(job_id=job_id)
+        try:
+            self.redis.set(key, str(time.time()), ex=self.settings.result_ttl_s)
+            self.app.control.revoke(job_id)
+        except BROKER_ERRORS as exc:
+            raise BrokerUnavailableError(f"could not use the broker: {exc}") from exc
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -37,6 +37,11 @@ ATTEMPTS_KEY: Final = "qfleet:attempts:{job_id}"
 # time limit, so a run that died never leaves its job locked for long.
 RUNNING_KEY: Final = "qfleet:running:{job_id}"
 
+# `qfleet:cancel:<job_id>` asks the fleet to stop a job: a queued copy is skipped when it is
+# received, a running one is stopped between two tokens (its rows leave their batch) and answered
+# with a `cancelled` JobError. It lives as long as the job's result would.
+CANCEL_KEY: Final = "qfleet:cancel:{job_id}"
+
 # Dead letters: `qfleet:dlq` is a sorted set of job ids by time of death, `qfleet:dlq:<job_id>`
 # holds the entry (payload, error, attempts, timestamps) as JSON. Redis has no dead-letter queue
 # of its own, so this is ours. Entries are kept DLQ_TTL_S, long enough for a weekend on call.

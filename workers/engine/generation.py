@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import ctranslate2
 
@@ -16,6 +17,12 @@ from qfleet.tasks.schemas import FinishReason
 from qfleet.workers.engine.chat import ChatTokenizer
 
 TextSink = Callable[[str], None]
+# Why the engine stopped a row: the job's own reasons (`stop`, `length`), or the worker's: the
+# row ran past its deadline (`timeout`) or its job was cancelled (`cancelled`). The last two never
+# reach a `JobResult`; the task body turns them into a `JobError`.
+EngineFinish = FinishReason | Literal["timeout", "cancelled"]
+# Scheduling lanes: interactive rows are served before bulk rows (the job's `priority`).
+Lane = Literal["interactive", "bulk"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,11 @@ class GenerationRequest:
     stop: Sequence[str] = ()
     on_text: TextSink | None = None
     static_prompt_ids: Sequence[int] = ()
+    lane: Lane = "interactive"
+    # `time.monotonic()` after which the row is stopped with `timeout` (None: no deadline).
+    deadline: float | None = None
+    # Polled between tokens; True stops the row with `cancelled`.
+    cancelled: Callable[[], bool] | None = None
 
     @property
     def prompt_tokens(self) -> int:
@@ -68,7 +80,7 @@ class GenerationOutput:
 
     token_ids: list[int]
     text: str
-    finish_reason: FinishReason
+    finish_reason: EngineFinish
     generate_seconds: float
     batch_size: int
 
@@ -80,13 +92,15 @@ class _Row:
     request: GenerationRequest
     tokenizer: ChatTokenizer
     ids: list[int] = field(default_factory=list)
-    finish_reason: FinishReason | None = None
+    finish_reason: EngineFinish | None = None
     text: str = ""
     _emitted: int = 0
 
     def push(self, token_id: int, end_ids: frozenset[int]) -> bool:
         """Take one generated token; True when this row is finished."""
         if self.finish_reason is not None:
+            return True
+        if self.interrupted():
             return True
         if token_id in end_ids:
             self.finish_reason = "stop"
@@ -96,6 +110,15 @@ class _Row:
             self._update_text()
         if self.finish_reason is None and len(self.ids) >= self.request.max_new_tokens:
             self.finish_reason = "length"
+        return self.finish_reason is not None
+
+    def interrupted(self) -> bool:
+        """Stop the row when its job was cancelled or ran past its deadline."""
+        request = self.request
+        if request.cancelled is not None and request.cancelled():
+            self.finish_reason = "cancelled"
+        elif request.deadline is not None and time.monotonic() > request.deadline:
+            self.finish_reason = "timeout"
         return self.finish_reason is not None
 
     def finish(self) -> None:
