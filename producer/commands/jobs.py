@@ -11,13 +11,25 @@ import click
 
 from qfleet.producer.console import ExitCode, fleet_client, handle_errors, print_outcome
 from qfleet.tasks.errors import JobFailedError
-from qfleet.tasks.schemas import ExtractResult, JobError, JobResult, validate_generate_job
+from qfleet.tasks.schemas import (
+    DEFAULT_MAX_TOKENS,
+    ExtractResult,
+    JobError,
+    JobResult,
+    validate_generate_job,
+)
 
 
 @click.command()
 @click.argument("prompt")
 @click.option("--system", help="System prompt placed before PROMPT.")
-@click.option("--max-tokens", type=int, default=256, show_default=True, help="New-token budget.")
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=DEFAULT_MAX_TOKENS,
+    show_default=True,
+    help="New-token budget.",
+)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy.")
 @click.option("--top-p", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=0, show_default=True, help="0 disables top-k.")
