@@ -254,8 +254,10 @@ def cancel(run_id: str) -> None:
 
 def _print_progress(progress: RunProgress) -> None:
     eta = "-" if progress.eta_s is None else f"{progress.eta_s:.0f}s"
+    cancelled = f", {progress.cancelled} cancelled" if progress.cancelled else ""
     click.echo(
         f"run {progress.run_id} {progress.status}: {progress.done} done, {progress.failed} "
-        f"failed, {progress.total} total; {progress.rate_per_s:.2f} items/s, ETA {eta}\n"
+        f"failed{cancelled}, {progress.total} total; {progress.rate_per_s:.2f} items/s, "
+        f"ETA {eta}\n"
         f"  results: {progress.output}\n  errors:  {progress.errors}"
     )
