@@ -37,7 +37,7 @@ from qfleet.tasks.errors import (
 )
 from qfleet.tasks.ledger import HEADER as LEDGER_HEADER
 from qfleet.tasks.ledger import Ledger, LedgerRecord, list_name
-from qfleet.tasks.limits import check_extract_documents, parse_extract_job, parse_generate_job
+from qfleet.tasks.limits import check_job
 from qfleet.tasks.redisconn import PRODUCER_RETRIES, fleet_redis
 from qfleet.tasks.schemas import (
     ExtractJob,
@@ -46,7 +46,6 @@ from qfleet.tasks.schemas import (
     JobError,
     JobResult,
     parse_outcome,
-    validate_job,
 )
 from qfleet.tasks.settings import Settings
 
@@ -111,20 +110,25 @@ class FleetClient:
             InvalidJobError: the payload does not validate; nothing was sent.
             BrokerUnavailableError: Redis did not answer.
         """
-        parsed = validate_job(job)
-        task, queue, task_id = _route(parsed)
-        if isinstance(parsed, GenerateJob):
-            parsed = parse_generate_job(parsed, self.settings)
-        else:
-            parsed = check_extract_documents(
-                parse_extract_job(parsed, self.settings), self.settings
-            )
-        kwargs = {"job": parsed.model_dump(mode="json"), "submitted_at": time.time()}
-        priority = PRIORITIES[getattr(parsed, "priority", "bulk")]
+        return self.send_checked(check_job(job, self.settings))
+
+    def send_checked(self, job: GenerateJob | ExtractJob) -> str:
+        """Enqueue `job` as it is, for a job already checked with `tasks.limits.check_job`.
+
+        Bulk runs check each item once, when they read their file, and send through here. The
+        worker validates every job again (the broker is an input too), so an unchecked job
+        fails there rather than running.
+
+        Raises:
+            BrokerUnavailableError: Redis did not answer.
+        """
+        task, queue, task_id = _route(job)
+        kwargs = {"job": job.model_dump(mode="json"), "submitted_at": time.time()}
+        priority = PRIORITIES[getattr(job, "priority", "bulk")]
         # The retrieve step of a RAG job runs outside the job policy: no ledger entry for it.
-        ledgered = task_id == parsed.job_id
+        ledgered = task_id == job.job_id
         self._enqueue(task_id, task, queue, priority, kwargs, ledgered=ledgered)
-        return parsed.job_id
+        return job.job_id
 
     def _enqueue(
         self, job_id: str, task: str, queue: str, priority: int, kwargs: dict[str, Any], *,

@@ -10,30 +10,33 @@ beside any project (one with its own ``tasks.py`` included):
 - ``qfleet.workers``  (``workers/``)  what runs inside a worker process (engine, task bodies).
 """
 
-from qfleet.producer.client import FleetClient, JobState
-from qfleet.producer.knowledge import KnowledgeClient
-from qfleet.tasks.errors import (
-    JobFailedError,
-    JobTimeoutError,
-    PermanentError,
-    QfleetError,
-    RetryableError,
-)
-from qfleet.tasks.knowledge import IngestJob, KnowledgeDocument, RetrieveJob
-from qfleet.tasks.schemas import (
+from qfleet.producer import FleetClient, JobState, KnowledgeClient
+from qfleet.tasks import (
     ChatMessage,
     ExtractDocument,
+    ExtractItem,
     ExtractJob,
     ExtractResult,
     GenerateJob,
+    IngestJob,
     JobError,
+    JobFailedError,
     JobResult,
+    JobTimeoutError,
+    KnowledgeDocument,
+    PermanentError,
+    QfleetError,
+    RetrieveJob,
+    RetrieveResult,
+    RetryableError,
+    Settings,
 )
-from qfleet.tasks.settings import Settings
 
+# Exactly the names the README and docs use (tests/unit/test_structure.py checks both ways).
 __all__ = [
     "ChatMessage",
     "ExtractDocument",
+    "ExtractItem",
     "ExtractJob",
     "ExtractResult",
     "FleetClient",
@@ -49,6 +52,7 @@ __all__ = [
     "PermanentError",
     "QfleetError",
     "RetrieveJob",
+    "RetrieveResult",
     "RetryableError",
     "Settings",
 ]

@@ -1,22 +1,46 @@
-"""The contract shared by producers and workers: settings, schemas, the Celery app, names."""
+"""The contract shared by producers and workers: job payloads, results, errors and settings.
 
-from qfleet.tasks.app import create_app
-from qfleet.tasks.constants import QUEUE_GENERATE, TASK_GENERATE
-from qfleet.tasks.errors import PermanentError, QfleetError, RetryableError
-from qfleet.tasks.schemas import ChatMessage, GenerateJob, JobError, JobResult, parse_outcome
+Exported here: the names the README and docs use. The rest lives in the modules named for it
+(`app`, `constants`, `limits`, `ledger`, `deadletters`, `extract_schema`, `redisconn`, ...).
+"""
+
+from qfleet.tasks.errors import (
+    JobFailedError,
+    JobTimeoutError,
+    PermanentError,
+    QfleetError,
+    RetryableError,
+)
+from qfleet.tasks.knowledge import IngestJob, KnowledgeDocument, RetrieveJob, RetrieveResult
+from qfleet.tasks.schemas import (
+    ChatMessage,
+    ExtractDocument,
+    ExtractItem,
+    ExtractJob,
+    ExtractResult,
+    GenerateJob,
+    JobError,
+    JobResult,
+)
 from qfleet.tasks.settings import Settings
 
 __all__ = [
-    "QUEUE_GENERATE",
-    "TASK_GENERATE",
     "ChatMessage",
+    "ExtractDocument",
+    "ExtractItem",
+    "ExtractJob",
+    "ExtractResult",
     "GenerateJob",
+    "IngestJob",
     "JobError",
+    "JobFailedError",
     "JobResult",
+    "JobTimeoutError",
+    "KnowledgeDocument",
     "PermanentError",
     "QfleetError",
+    "RetrieveJob",
+    "RetrieveResult",
     "RetryableError",
     "Settings",
-    "create_app",
-    "parse_outcome",
 ]

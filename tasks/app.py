@@ -41,7 +41,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.redis_key_prefix:
         transport_options["global_keyprefix"] = settings.redis_key_prefix
-    default_exchange = Exchange("qfleet", type="direct")  # type: ignore[no-untyped-call]
     return {
         "broker_url": settings.broker,
         "result_backend": settings.result_backend,
@@ -70,6 +69,20 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend_max_retries": 30,
         "result_backend_max_sleep_between_retries_ms": 1000,
         "result_extended": True,
+        **_routing(),
+        "task_create_missing_queues": False,
+        # Worker events feed Flower and `qfleet status`. No task-sent event: it would double the
+        # Redis round trips of every submit, and queue depth/age come from the queues themselves.
+        "worker_send_task_events": True,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+    }
+
+
+def _routing() -> dict[str, Any]:
+    """Queues, and the route of every task to its queue."""
+    default_exchange = Exchange("qfleet", type="direct")  # type: ignore[no-untyped-call]
+    return {
         "task_queues": [
             Queue(name, default_exchange, routing_key=name)  # type: ignore[no-untyped-call]
             for name in ALL_QUEUES
@@ -85,12 +98,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_RAG_RETRIEVE: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
             TASK_EXTRACT: {"queue": QUEUE_EXTRACT, "routing_key": QUEUE_EXTRACT},
         },
-        "task_create_missing_queues": False,
-        # Worker events feed Flower and `qfleet status`. No task-sent event: it would double the
-        # Redis round trips of every submit, and queue depth/age come from the queues themselves.
-        "worker_send_task_events": True,
-        "worker_hijack_root_logger": False,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
     }
 
 

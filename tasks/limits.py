@@ -1,18 +1,28 @@
-"""This fleet's input limits, checked by the producer before sending and by the worker again.
+"""The one place a job is validated: the schemas plus this fleet's limits.
 
-The schemas in `tasks.schemas` hold hard caps nothing may exceed; the settings here are each
-deployment's own, lower limits. Every refusal names the limit and the setting that sets it.
-A document over its size limit is an item-level failure at the worker (its batch-mates still
-run); the producer refuses it before sending.
+The producer (`FleetClient.submit`, bulk runs reading their file) and the worker (every task
+body, because the broker is an input too) call the same functions here. The schemas in
+`tasks.schemas` hold hard caps nothing may exceed; the settings are each deployment's own, lower
+limits. Every refusal names the limit and the setting that sets it. A document over its size
+limit is an item-level failure at the worker (its batch-mates still run); the producer refuses
+it before sending.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from qfleet.tasks.errors import InvalidJobError
-from qfleet.tasks.extract_schema import check_extract_schema, json_nesting
+from qfleet.tasks.extract_schema import (
+    MAX_SCHEMA_CHARS,
+    MAX_SCHEMA_DEPTH,
+    check_extract_schema,
+    json_nesting,
+)
 from qfleet.tasks.schemas import (
+    MAX_TEXT_CHARS,
+    SCHEMA_LIMITS,
     ExtractJob,
     GenerateJob,
     validate_extract_job,
@@ -35,12 +45,27 @@ def parse_generate_job(payload: object, settings: Settings) -> GenerateJob:
         InvalidJobError: naming every problem, and the setting that sets a limit
             (`LimitExceededError` when only a size limit was exceeded).
     """
+    # Measured on the raw payload first: a prompt over this fleet's limit is refused naming the
+    # setting, not the schema's (higher) hard cap.
+    chars = prompt_chars(payload)
+    if chars > settings.max_prompt_chars:
+        raise LimitExceededError(prompt_too_large(chars, settings))
     job = validate_generate_job(payload)
-    prompt_chars = sum(len(m.content) for m in job.chat())
-    if prompt_chars > settings.max_prompt_chars:
-        raise LimitExceededError(prompt_too_large(prompt_chars, settings))
     _check_max_tokens(job.max_tokens, settings)
     return job
+
+
+def prompt_chars(payload: object) -> int:
+    """Characters of prompt text in a generate payload (a `GenerateJob` or its plain data)."""
+    if isinstance(payload, GenerateJob):
+        return sum(len(m.content) for m in payload.chat())
+    if not isinstance(payload, dict):
+        return 0
+    texts = [payload.get("prompt"), payload.get("system")]
+    messages = payload.get("messages")
+    if isinstance(messages, list):
+        texts += [m.get("content") for m in messages if isinstance(m, dict)]
+    return sum(len(t) for t in texts if isinstance(t, str))
 
 
 def prompt_too_large(chars: int, settings: Settings) -> str:
@@ -54,12 +79,17 @@ def prompt_too_large(chars: int, settings: Settings) -> str:
 def parse_extract_job(payload: object, settings: Settings) -> ExtractJob:
     """Validate an extract payload against the schema and this deployment's job-level limits.
 
-    Document sizes are item-level: see `oversize_documents`.
+    Document sizes are item-level: see `oversize_documents`. The schema is walked once: plain
+    data is validated against this fleet's schema limits directly; a job built earlier (checked
+    against the hard caps) is checked again only when this fleet's limits are tighter.
 
     Raises:
         InvalidJobError: naming the problem and the setting that sets the limit.
     """
-    job = validate_extract_job(payload)
+    limits = schema_limits(settings)
+    job = validate_extract_job(payload, context={SCHEMA_LIMITS: limits})
+    if isinstance(payload, ExtractJob) and _tighter_than_hard_caps(settings):
+        check_extract_schema(job.json_schema, **limits)
     if len(job.documents) > settings.max_documents_per_job:
         raise LimitExceededError(
             f"the job has {len(job.documents)} documents; this fleet accepts at most "
@@ -67,10 +97,32 @@ def parse_extract_job(payload: object, settings: Settings) -> ExtractJob:
         )
     _check_max_tokens(job.max_tokens, settings)
     _check_shared_prompt(job, settings)
-    check_extract_schema(
-        job.json_schema, max_chars=settings.max_schema_chars, max_depth=settings.max_schema_depth
-    )
     return job
+
+
+def schema_limits(settings: Settings) -> dict[str, Any]:
+    """This fleet's schema limits, as keyword arguments of `check_extract_schema`."""
+    return {"max_chars": settings.max_schema_chars, "max_depth": settings.max_schema_depth}
+
+
+def _tighter_than_hard_caps(settings: Settings) -> bool:
+    return (
+        settings.max_schema_chars < MAX_SCHEMA_CHARS or settings.max_schema_depth < MAX_SCHEMA_DEPTH
+    )
+
+
+def check_job(payload: object, settings: Settings) -> GenerateJob | ExtractJob:
+    """`payload` as the job its `kind` names (generate when it names none), fully checked:
+    the schema, this fleet's limits, and (extract) every document's size.
+
+    Raises:
+        InvalidJobError: naming every problem, and the setting that sets a limit.
+    """
+    if isinstance(payload, ExtractJob) or (
+        isinstance(payload, dict) and payload.get("kind") == "extract"
+    ):
+        return check_extract_documents(parse_extract_job(payload, settings), settings)
+    return parse_generate_job(payload, settings)
 
 
 def oversize_documents(job: ExtractJob, settings: Settings) -> dict[str, str]:
@@ -80,6 +132,19 @@ def oversize_documents(job: ExtractJob, settings: Settings) -> dict[str, str]:
         for d in job.documents
         if len(d.text) > settings.max_document_chars
     }
+
+
+def document_refusal(text: str, settings: Settings) -> str:
+    """Why the extraction document `text` fails alone (over this fleet's size), or "".
+
+    Raises:
+        InvalidJobError: the text is over the schemas' hard cap, which no setting lifts.
+    """
+    if len(text) > settings.max_document_chars:
+        return document_too_large(len(text), settings)
+    if len(text) > MAX_TEXT_CHARS:
+        raise InvalidJobError(f"the document has {len(text)} characters; at most {MAX_TEXT_CHARS}")
+    return ""
 
 
 def document_too_large(chars: int, settings: Settings) -> str:

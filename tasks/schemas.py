@@ -18,6 +18,7 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -31,6 +32,12 @@ MAX_TEXT_CHARS = 200_000
 MAX_MESSAGES = 256
 MAX_NEW_TOKENS = 32_768
 MAX_STOP_SEQUENCES = 8
+# Default token budgets, used by the schemas, the CLI and bulk runs alike: one place to change.
+DEFAULT_MAX_TOKENS = 256
+DEFAULT_EXTRACT_MAX_TOKENS = 512  # per document; also a bulk run's default for every item
+# Validation context key: the deployment's schema limits (`tasks.limits` passes them), so the
+# schema is walked once, against the tighter of the hard caps and this fleet's settings.
+SCHEMA_LIMITS = "qfleet_schema_limits"
 
 JobId = Annotated[
     str,
@@ -69,7 +76,7 @@ class GenerateJob(_Model):
     prompt: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     system: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     messages: list[ChatMessage] | None = Field(default=None, min_length=1, max_length=MAX_MESSAGES)
-    max_tokens: int = Field(default=256, ge=1, le=MAX_NEW_TOKENS)
+    max_tokens: int = Field(default=DEFAULT_MAX_TOKENS, ge=1, le=MAX_NEW_TOKENS)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=0, le=1_000)
@@ -199,13 +206,16 @@ class ExtractJob(_Model):
     json_schema: dict[str, Any]
     instructions: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     examples: list[ExtractExample] = Field(default_factory=list, max_length=MAX_EXAMPLES)
-    max_tokens: int = Field(default=512, ge=1, le=MAX_NEW_TOKENS, description="Per document.")
+    max_tokens: int = Field(
+        default=DEFAULT_EXTRACT_MAX_TOKENS, ge=1, le=MAX_NEW_TOKENS, description="Per document."
+    )
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
 
     @field_validator("json_schema")
     @classmethod
-    def _guaranteed_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
-        return check_extract_schema(schema)
+    def _guaranteed_schema(cls, schema: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        limits = (info.context or {}).get(SCHEMA_LIMITS, {})
+        return check_extract_schema(schema, **limits)
 
     @model_validator(mode="after")
     def _unique_document_ids(self) -> ExtractJob:
@@ -289,12 +299,15 @@ def validate_generate_job(payload: object) -> GenerateJob:
         raise InvalidJobError(f"invalid generate job: {describe_validation_error(exc)}") from exc
 
 
-def validate_extract_job(payload: object) -> ExtractJob:
-    """`payload` as an `ExtractJob`; raises `InvalidJobError` with every problem named."""
+def validate_extract_job(payload: object, context: dict[str, Any] | None = None) -> ExtractJob:
+    """`payload` as an `ExtractJob`; raises `InvalidJobError` with every problem named.
+
+    `context` may carry `SCHEMA_LIMITS` (keyword arguments of `check_extract_schema`).
+    """
     if isinstance(payload, ExtractJob):
         return payload
     try:
-        return ExtractJob.model_validate(payload)
+        return ExtractJob.model_validate(payload, context=context)
     except ValidationError as exc:
         raise InvalidJobError(f"invalid extract job: {describe_validation_error(exc)}") from exc
 

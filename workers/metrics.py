@@ -104,7 +104,8 @@ WORKER_INFO = Gauge(
 )
 RSS_BYTES = Gauge("qfleet_worker_rss_bytes", "Resident memory of this process.", ["worker"])
 
-# Caches known today; a cache that appears later calls `record_cache_hit` with its own name.
+# Caches known today. A result answered from the answer cache carries `cached: true`; a cache
+# that appears later gives its results a marker of its own and gets a name here.
 KNOWN_CACHES = ("answer",)
 
 
@@ -164,11 +165,6 @@ class _ProcessState:
 
 stats = WorkerStats()
 _state = _ProcessState()
-
-
-def record_cache_hit(cache: str = "answer") -> None:
-    """Count a job answered from `cache` (called by the cache, never by task bodies)."""
-    CACHE_HITS.labels(worker=_state.worker, cache=cache).inc()
 
 
 def exporter_port() -> int | None:
@@ -288,6 +284,8 @@ def _count_outcome(kind: str, outcome: dict[str, Any]) -> None:
         stats.add(kind, "failed")
         return
     JOBS.labels(worker=worker, kind=kind, outcome="succeeded", code="ok").inc()
+    if outcome.get("cached") is True:
+        CACHE_HITS.labels(worker=worker, cache="answer").inc()
     usage = outcome.get("usage") or {}
     timings = outcome.get("timings") or {}
     tokens = int(usage.get("completion_tokens", 0))

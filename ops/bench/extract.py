@@ -245,12 +245,28 @@ def run_tables(model_dir: Path, threads: int) -> dict[str, Any]:
     return figures
 
 
+def _drop_keys(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def _valid_lines(lines: list[dict[str, Any]]) -> int:
+    """Output lines that succeeded with an object valid against the (normalised) schema."""
+    normalised = ExtractJob(documents=[{"id": "x", "text": ""}], json_schema=PERSON_SCHEMA)
+    validator = Draft202012Validator(
+        normalised.json_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    return sum(x["status"] == "succeeded" and validator.is_valid(x["object"]) for x in lines)
+
+
 def run_fleet(model_dir: Path, docs: int, batch: int, threads: int) -> dict[str, Any]:
     """The documents as a bulk run through Redis and one worker process; validity and docs/s."""
     import tempfile
     import uuid
-
-    import redis
 
     from ops.localfleet import WorkerProcess
     from qfleet.producer.client import FleetClient
@@ -284,15 +300,9 @@ def run_fleet(model_dir: Path, docs: int, batch: int, threads: int) -> dict[str,
             lines = [json.loads(x) for x in spec.output.read_text().splitlines()]
         finally:
             worker.stop()
-            client = redis.Redis.from_url(fleet.settings.broker)
-            for key in client.scan_iter(match=f"{prefix}*", count=1000):
-                client.delete(key)
+            _drop_keys(fleet.settings.broker, prefix)
             fleet.close()
-    normalised = ExtractJob(documents=[{"id": "x", "text": ""}], json_schema=PERSON_SCHEMA)
-    validator = Draft202012Validator(
-        normalised.json_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
-    valid = sum(x["status"] == "succeeded" and validator.is_valid(x["object"]) for x in lines)
+    valid = _valid_lines(lines)
     return {
         "model": model_dir.name,
         "documents": progress.total,

@@ -280,6 +280,35 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or one stage of it, with --stage)."""
+    args = _parser().parse_args(argv)
+    if args.stage:
+        Path(args.stage_out).write_text(json.dumps(STAGES[args.stage](args)))
+        return 0
+    if args.overhead:
+        result = _run_stage("overhead", ["--jobs", str(args.jobs)])
+        print(json.dumps(result, indent=2))
+        return 0 if result else 1
+    _resolve_inputs(args)
+    forwarded = {"model_dir", "gguf", "jobs", "slow_prompts", "concurrency", "compute_type",
+                 "batch_sizes"}  # fmt: skip
+    passthrough = [
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k in forwarded and v
+    ]
+    results = _run_stages(args.stages, passthrough)
+    rows = [r for s in "abcd" if (r := results.get(s))]
+    print()
+    print(_table(rows))
+    if "d" in results:
+        for base in "abc":
+            if base in results:
+                print(f"d/{base} = {results['d']['tok_s'] / results[base]['tok_s']:.2f}")
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"\nwritten {args.out}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line of the benchmark."""
     parser = argparse.ArgumentParser(description="qfleet throughput benchmark")
     parser.add_argument("--model-dir", help="converted CTranslate2 model (default: the demo model)")
     parser.add_argument("--gguf", help="the GGUF file the model came from (stages a and b)")
@@ -297,22 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench-throughput.json")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--stage-out", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.stage:
-        Path(args.stage_out).write_text(json.dumps(STAGES[args.stage](args)))
-        return 0
-    if args.overhead:
-        result = _run_stage("overhead", ["--jobs", str(args.jobs)])
-        print(json.dumps(result, indent=2))
-        return 0 if result else 1
-    _resolve_inputs(args)
-    forwarded = {"model_dir", "gguf", "jobs", "slow_prompts", "concurrency", "compute_type",
-                 "batch_sizes"}  # fmt: skip
-    passthrough = [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k in forwarded and v
-    ]
+    return parser
+
+
+def _run_stages(stages: str, passthrough: list[str]) -> dict[str, dict[str, Any]]:
+    """Each stage in a subprocess of its own; a stage whose extra is missing is skipped."""
     results: dict[str, dict[str, Any]] = {}
-    for stage in args.stages:
+    for stage in stages:
         if stage == "b" and _missing("llama_cpp"):
             print(
                 "stage b skipped: llama-cpp-python is not installed (pip install 'qfleet[bench]')"
@@ -324,16 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         result = _run_stage(stage, passthrough)
         if result:
             results[stage] = result
-    rows = [r for s in "abcd" if (r := results.get(s))]
-    print()
-    print(_table(rows))
-    if "d" in results:
-        for base in "abc":
-            if base in results:
-                print(f"d/{base} = {results['d']['tok_s'] / results[base]['tok_s']:.2f}")
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"\nwritten {args.out}")
-    return 0
+    return results
 
 
 def _resolve_inputs(args: argparse.Namespace) -> None:

@@ -11,13 +11,26 @@ import click
 
 from qfleet.producer.console import ExitCode, fleet_client, handle_errors, print_outcome
 from qfleet.tasks.errors import JobFailedError
-from qfleet.tasks.schemas import ExtractResult, JobError, JobResult, validate_generate_job
+from qfleet.tasks.schemas import (
+    DEFAULT_MAX_TOKENS,
+    ExtractResult,
+    GenerateJob,
+    JobError,
+    JobResult,
+    validate_generate_job,
+)
 
 
 @click.command()
 @click.argument("prompt")
 @click.option("--system", help="System prompt placed before PROMPT.")
-@click.option("--max-tokens", type=int, default=256, show_default=True, help="New-token budget.")
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=DEFAULT_MAX_TOKENS,
+    show_default=True,
+    help="New-token budget.",
+)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy.")
 @click.option("--top-p", type=float, default=1.0, show_default=True)
 @click.option("--top-k", type=int, default=0, show_default=True, help="0 disables top-k.")
@@ -72,13 +85,18 @@ def generate(
     }
     if job_id:
         fields["job_id"] = job_id
-    job = validate_generate_job(fields)
+    _run_generate(validate_generate_job(fields), no_wait=no_wait, timeout=timeout, as_json=as_json)
+
+
+def _run_generate(job: GenerateJob, *, no_wait: bool, timeout: float, as_json: bool) -> None:
+    """Submit `job`, then print its id (`no_wait`), or its streamed text and its outcome."""
+    show_stream = job.stream and not as_json
     with fleet_client() as fleet:
         submitted = fleet.submit(job)
         if no_wait:
             click.echo(json.dumps({"job_id": submitted}) if as_json else submitted)
             return
-        if stream and not as_json:
+        if show_stream:
             with contextlib.suppress(JobFailedError):
                 for piece in fleet.stream(submitted, timeout=timeout):
                     click.echo(piece, nl=False)
@@ -87,7 +105,7 @@ def generate(
             outcome: JobResult | ExtractResult | JobError = fleet.wait(submitted, timeout=timeout)
         except JobFailedError as exc:
             outcome = exc.error
-    print_outcome(outcome, as_json, show_text=not (stream and not as_json))
+    print_outcome(outcome, as_json, show_text=not show_stream)
     if isinstance(outcome, JobError):
         sys.exit(int(ExitCode.JOB_FAILED))
 

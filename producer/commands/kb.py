@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from qfleet.producer.console import ExitCode, fail, fleet_client, handle_errors, print_outcome
 from qfleet.tasks.errors import JobFailedError, NotFoundError
-from qfleet.tasks.schemas import JobError, JobResult, validate_generate_job
+from qfleet.tasks.schemas import DEFAULT_MAX_TOKENS, JobError, JobResult, validate_generate_job
 
 if TYPE_CHECKING:
     from qfleet.producer.knowledge import KnowledgeClient
@@ -187,7 +187,7 @@ def kb_stats(as_json: bool) -> None:
 @click.option("--top-k", "-k", type=int, default=4, show_default=True, help="Passages to use.")
 @click.option("--tags", "-t", multiple=True, help="Only passages with any of these tags.")
 @click.option("--updated-after", type=click.DateTime(), help="Only sources updated after this.")
-@click.option("--max-tokens", type=int, default=256, show_default=True)
+@click.option("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, show_default=True)
 @click.option("--timeout", type=float, default=300, show_default=True)
 @_json_option
 @handle_errors

@@ -25,6 +25,7 @@ from qfleet.producer.runs import (
 )
 from qfleet.tasks.constants import RUN_LEASE_S
 from qfleet.tasks.errors import QfleetError
+from qfleet.tasks.schemas import DEFAULT_EXTRACT_MAX_TOKENS
 
 
 @click.group()
@@ -101,7 +102,13 @@ def _load_schema(schema: Path | None, schema_model: str | None) -> dict[str, Any
 @click.option("--run-id", help="Name the run [derived from INPUT and OUT, so repeating resumes].")
 @click.option("--batch", type=int, default=16, show_default=True, help="Documents per extract job.")
 @click.option("--window", type=int, default=64, show_default=True, help="Jobs in flight at once.")
-@click.option("--max-tokens", type=int, default=512, show_default=True, help="Per item/document.")
+@click.option(
+    "--max-tokens",
+    type=int,
+    default=DEFAULT_EXTRACT_MAX_TOKENS,
+    show_default=True,
+    help="Per item/document.",
+)
 @click.option("--temperature", type=float, default=0.0, show_default=True)
 @click.option(
     "--json", "as_json", is_flag=True, help="No progress bar; print the final progress as JSON."
@@ -230,18 +237,27 @@ def status(run_id: str, as_json: bool) -> None:
 @click.argument("run_id")
 @handle_errors
 def cancel(run_id: str) -> None:
-    """Stop RUN_ID: no more jobs are sent and those in flight are revoked."""
+    """Stop RUN_ID: no more jobs are sent and those in flight are cancelled.
+
+    A queued job never runs; a running one stops decoding. The run's producer writes each item
+    it had in flight to the errors file as `cancelled` (a new run over the same files does them).
+    """
     with fleet_client() as fleet:
         progress = cancel_run(fleet, run_id)
     if progress is None:
         fail(f"no run {run_id!r}", ExitCode.NOT_FOUND)
-    click.echo(f"run {run_id} cancelled ({progress.done} done, {progress.failed} failed kept)")
+    click.echo(
+        f"run {run_id} cancelled ({progress.done} done, {progress.failed} failed kept; "
+        f"{progress.in_flight} in flight cancelled)"
+    )
 
 
 def _print_progress(progress: RunProgress) -> None:
     eta = "-" if progress.eta_s is None else f"{progress.eta_s:.0f}s"
+    cancelled = f", {progress.cancelled} cancelled" if progress.cancelled else ""
     click.echo(
         f"run {progress.run_id} {progress.status}: {progress.done} done, {progress.failed} "
-        f"failed, {progress.total} total; {progress.rate_per_s:.2f} items/s, ETA {eta}\n"
+        f"failed{cancelled}, {progress.total} total; {progress.rate_per_s:.2f} items/s, "
+        f"ETA {eta}\n"
         f"  results: {progress.output}\n  errors:  {progress.errors}"
     )

@@ -22,7 +22,8 @@ from qfleet.producer.runs import (
     records_for,
 )
 from qfleet.tasks.errors import InvalidJobError
-from qfleet.tasks.schemas import ExtractJob, GenerateJob, JobError
+from qfleet.tasks.retrieval import SourceRef
+from qfleet.tasks.schemas import ExtractJob, GenerateJob, JobError, JobResult
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "boolean"}}, "required": ["a"]}
 
@@ -93,7 +94,7 @@ def test_the_sink_cuts_a_torn_line_and_knows_what_is_done(tmp_path: Path) -> Non
 
 def test_a_whole_job_error_fails_each_of_its_items(tmp_path: Path) -> None:
     spec = _spec(tmp_path, [], format="openai")
-    items = [RunItem(id=i, kind="extract", fields={}) for i in ("p", "q")]
+    items = [RunItem(id=i, kind="extract") for i in ("p", "q")]
 
     records = records_for(spec, items, JobError(job_id="j", code="boom", message="why"))
 
@@ -116,13 +117,11 @@ def test_openai_requests_become_extract_or_generate_items(tmp_path: Path) -> Non
 
     extract, generate = read_items(spec.model_copy(update={"format": detect_format(spec.input)}))
 
-    assert (extract.kind, extract.fields["text"], extract.fields["instructions"]) == (
-        "extract",
-        "doc",
-        "sys",
-    )
-    assert extract.fields["max_tokens"] == 9
-    assert (generate.kind, generate.fields["stop"]) == ("generate", ["x"])
+    assert isinstance(extract.job, ExtractJob)
+    assert (extract.kind, extract.text, extract.job.instructions) == ("extract", "doc", "sys")
+    assert extract.job.max_tokens == 9
+    assert isinstance(generate.job, GenerateJob)
+    assert (generate.kind, generate.job.stop) == ("generate", ["x"])
     with pytest.raises(InvalidJobError, match="only POST"):
         read_items(_spec(tmp_path, [{**line("r3"), "url": "/v1/embeddings"}], format="openai"))
 
@@ -168,3 +167,87 @@ def test_run_commands_name_an_unreachable_broker() -> None:
 
     assert done.returncode == 4
     assert "could not reach Redis" in done.stderr
+
+
+def test_generate_items_go_at_bulk_priority_unless_their_line_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    lines = [{"id": "a", "prompt": "x"}, {"id": "b", "prompt": "y", "priority": "interactive"}]
+    native = read_items(_spec(tmp_path, lines, kind="generate"))
+    openai_line = {
+        "custom_id": "c",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"messages": [{"role": "user", "content": "z"}]},
+    }
+    openai = read_items(_spec(tmp_path, [openai_line], format="openai"))
+
+    jobs = [build_job("r1", [item]) for item in [*native, *openai]]
+
+    assert [(j.job_id, getattr(j, "priority", None)) for j in jobs] == [
+        ("r1.a", "bulk"),
+        ("r1.b", "interactive"),
+        ("r1.c", "bulk"),
+    ]
+
+
+def test_a_rag_item_keeps_its_sources_in_the_output(tmp_path: Path) -> None:
+    lines = [{"id": "k", "prompt": "What changed?", "retrieval": {"top_k": 2}}]
+    spec = _spec(tmp_path, lines, kind="generate")
+    [item] = read_items(spec)
+    source = SourceRef(source_url="https://kb/a", version="v2", chunk_id="a#0", score=0.9)
+    result = JobResult.model_validate(
+        {
+            "job_id": "r1.k",
+            "text": "A changed.",
+            "finish_reason": "stop",
+            "usage": {"prompt_tokens": 9, "completion_tokens": 3},
+            "timings": {"queued_ms": 1, "generate_ms": 2, "total_ms": 3, "tokens_per_s": 1},
+            "model": {"id": "m", "device": "cpu", "compute_type": "int8"},
+            "worker": "w",
+            "sources": [source.model_dump()],
+        }
+    )
+
+    [record] = records_for(spec, [item], result)
+
+    assert record.record["sources"] == [source.model_dump(mode="json")]
+    assert record.record["text"] == "A changed."
+
+
+def test_a_run_checks_its_schema_once_not_once_per_item(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qfleet.tasks import schemas
+
+    calls = []
+    real = schemas.check_extract_schema
+
+    def counting(schema: object, **limits: Any) -> dict[str, Any]:
+        calls.append(limits)
+        return real(schema, **limits)
+
+    monkeypatch.setattr(schemas, "check_extract_schema", counting)
+    spec = _spec(tmp_path, [{"id": f"x{i}", "text": "t"} for i in range(9)], json_schema=SCHEMA)
+
+    jobs = [build_job("r1", chunk) for chunk in plan_chunks(read_items(spec), batch=4)]
+
+    assert [len(job.documents) for job in jobs if isinstance(job, ExtractJob)] == [4, 4, 1]
+    assert len(calls) == 1
+
+
+def test_a_cancelled_item_is_recorded_but_not_counted_as_written(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, [{"id": "a", "text": "t"}], json_schema=SCHEMA)
+    sink = RunSink(spec)
+    items = [RunItem(id="a", kind="extract"), RunItem(id="b", kind="extract")]
+    cancelled = JobError(job_id="j", code="cancelled", message="the run was cancelled")
+
+    for record in records_for(spec, items, cancelled):
+        sink.put(record)
+
+    assert not spec.output.exists()
+    assert [json.loads(x)["status"] for x in spec.errors.read_text().splitlines()] == [
+        "cancelled",
+        "cancelled",
+    ]
+    assert sink.finished_ids() == set()
