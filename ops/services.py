@@ -94,3 +94,9 @@ def start_exporter(env: Mapping[str, str], log_path: Path) -> QfleetService:
     """`qfleet exporter` on a free loopback port."""
     port = free_port()
     return QfleetService(["exporter", f"--port={port}"], env, log_path, port).start("/metrics")
+
+
+def start_gateway(env: Mapping[str, str], log_path: Path) -> QfleetService:
+    """`qfleet gateway` on a free loopback port."""
+    port = free_port()
+    return QfleetService(["gateway", f"--port={port}"], env, log_path, port).start("/healthz")

@@ -183,6 +183,18 @@ class Settings(BaseSettings):
         default=200_000_000, ge=1, description="Largest input file `qfleet run submit` reads."
     )
 
+    # --- The HTTP gateway (`qfleet gateway`) ------------------------------------------------
+    gateway_host: str = Field(
+        default="127.0.0.1",
+        description="Address the gateway binds; loopback unless clients on other hosts need it.",
+    )
+    gateway_port: int = Field(default=8000, ge=1, le=65535, description="Port of the gateway.")
+    gateway_max_body_bytes: int = Field(
+        default=2_000_000,
+        ge=1_024,
+        description="Largest request body the gateway reads (413 above it); file uploads excepted.",
+    )
+
     @model_validator(mode="after")
     def _time_limits_fit_visibility(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
