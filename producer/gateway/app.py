@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from qfleet.producer.gateway.errors import error_response, install_error_handlers
-from qfleet.producer.gateway.routers import health
+from qfleet.producer.gateway.routers import batches, files, health
+from qfleet.producer.gateway.runner import BatchRunner
 from qfleet.producer.gateway.state import GatewayState
 from qfleet.tasks.settings import Settings
 
@@ -23,9 +24,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.gateway = GatewayState.open(settings)
+        # Each gateway process also follows batches and sends webhooks (never in a handler).
+        runner = BatchRunner(settings).start() if settings.gateway_follow_batches else None
         try:
             yield
         finally:
+            if runner is not None:
+                runner.stop()
             app.state.gateway.close()
 
     app = FastAPI(
@@ -38,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _limit_bodies(app, settings.gateway_max_body_bytes)
     app.include_router(health.router)
     # Resource routers are added here, one line each (see routers/).
+    app.include_router(files.router)
+    app.include_router(batches.router)
     return app
 
 
