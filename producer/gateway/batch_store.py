@@ -37,6 +37,9 @@ BATCH_IDS_KEY: Final = "qfleet:gw:batch:{batch_id}:ids"
 # follower's batch is picked up by another process within that time.
 BATCH_LEASE_KEY: Final = "qfleet:gw:batch:{batch_id}:lease"
 BATCH_LEASE_S: Final = 12
+# `qfleet:gw:batch:<id>:input`: the batch's own copy of its input file, so deleting the file
+# while the batch runs does not break it.
+BATCH_INPUT_KEY: Final = "qfleet:gw:batch:{batch_id}:input"
 # `qfleet:gw:batches:<tenant>`: the tenant's batch ids by creation time (for listing).
 TENANT_BATCHES_KEY: Final = "qfleet:gw:batches:{tenant}"
 # `qfleet:gw:batches:active`: ids of batches not yet in a final status: what followers look at.
@@ -81,8 +84,7 @@ for i = 3, #ARGV, 2 do
   end
 end
 if added > 0 then redis.call('HINCRBY', KEYS[3], ARGV[2], added) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
+for i = 1, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[1]) end
 return added
 """
 
@@ -264,7 +266,13 @@ class BatchStore:
         args += [meta.id, event, WEBHOOK_EVENT_TTL_S, event_id]
         for name, value in fields.items():
             args += [name, value]
-        return bool(self._transition(keys=keys, args=args))
+        done = bool(self._transition(keys=keys, args=args))
+        if done:
+            pipe = self.redis.pipeline()
+            for key in (self.key(meta.id), self._ids(meta.id), self.input_key(meta.id)):
+                pipe.expire(key, self.ttl_s)
+            pipe.execute()
+        return done
 
     def append(
         self, batch_id: str, data_key: str, counter: str, lines: list[tuple[str, str]]
@@ -275,13 +283,13 @@ class BatchStore:
         args: list[Any] = [self.ttl_s, counter]
         for custom_id, line in lines:
             args += [custom_id, line]
-        ids_key = self.prefix + BATCH_IDS_KEY.format(batch_id=batch_id)
-        return int(self._append(keys=[ids_key, data_key, self.key(batch_id)], args=args))
+        # Every write restarts the expiry of the batch's keys: a long batch never outlives them.
+        keys = [self._ids(batch_id), data_key, self.key(batch_id), self.input_key(batch_id)]
+        return int(self._append(keys=keys, args=args))
 
     def answered(self, batch_id: str) -> set[str]:
         """The custom_ids that have a line (output or error) already."""
-        ids_key = self.prefix + BATCH_IDS_KEY.format(batch_id=batch_id)
-        return {_text(i) for i in self.redis.smembers(ids_key)}
+        return {_text(i) for i in self.redis.smembers(self._ids(batch_id))}
 
     def active(self) -> list[str]:
         """Ids of batches that need a follower (not yet in a final status)."""
@@ -317,6 +325,13 @@ class BatchStore:
     def key(self, batch_id: str) -> str:
         """The Redis key of the batch."""
         return self.prefix + BATCH_KEY.format(batch_id=batch_id)
+
+    def input_key(self, batch_id: str) -> str:
+        """The Redis key of the batch's copy of its input."""
+        return self.prefix + BATCH_INPUT_KEY.format(batch_id=batch_id)
+
+    def _ids(self, batch_id: str) -> str:
+        return self.prefix + BATCH_IDS_KEY.format(batch_id=batch_id)
 
     def _lease(self, batch_id: str) -> str:
         return self.prefix + BATCH_LEASE_KEY.format(batch_id=batch_id)

@@ -34,9 +34,6 @@ log = logging.getLogger("qfleet.gateway.batches")
 # Result lines copied to Redis per script call: a long pause of Redis for none of them.
 COPY_LINES = 500
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
-# `qfleet:gw:batch:<id>:input`: the batch's own copy of its input file, so deleting the file
-# while the batch runs does not break it (it expires with the batch).
-BATCH_INPUT_KEY = "qfleet:gw:batch:{batch_id}:input"
 
 
 class BatchInterruptedError(Exception):
@@ -92,7 +89,7 @@ class BatchRun:
     def _validate(self) -> bool:
         """Check the input file; on success the batch is `in_progress` with its files."""
         meta = self.meta
-        input_key = self.files.prefix + BATCH_INPUT_KEY.format(batch_id=meta.id)
+        input_key = self.store.input_key(meta.id)
         source = self.files.data_key(meta.input_file_id)
         if not self.files.redis.copy(source, input_key, replace=True):
             return self._fail("file_not_found", f"input file {meta.input_file_id} is gone")
@@ -129,8 +126,7 @@ class BatchRun:
         """The bulk run of this batch, its input copied to the work folder."""
         input_path = self.work / "input.jsonl"
         if not input_path.exists():
-            key = self.files.prefix + BATCH_INPUT_KEY.format(batch_id=self.meta.id)
-            self.files.copy_key(key, input_path)
+            self.files.copy_key(self.store.input_key(self.meta.id), input_path)
         return RunSpec(
             run_id=self.meta.id,
             kind="generate",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -21,7 +22,6 @@ from qfleet.producer.gateway.batch_store import BATCH_LEASE_S, BatchStore
 from qfleet.producer.gateway.batches import BatchInterruptedError, BatchRun
 from qfleet.producer.gateway.files import FileStore
 from qfleet.producer.gateway.webhooks import WebhookSender
-from qfleet.tasks.errors import QfleetError
 from qfleet.tasks.redisconn import WORKER_RETRIES, fleet_redis
 from qfleet.tasks.settings import Settings
 
@@ -55,16 +55,27 @@ class BatchRunner:
     def run(self) -> None:
         """Loop until `stop()` (the `qfleet batch-runner` way)."""
         log.info("batch runner started (up to %d batches)", self.settings.batch_followers)
+        # Webhooks go out from a thread of their own: a slow receiver never delays batches.
+        self._sender_thread = threading.Thread(
+            target=self._loop, args=(self.sender.deliver_due,), name="qfleet-webhooks", daemon=True
+        )
+        self._sender_thread.start()
+        self._loop(self.step)
+        self._sender_thread.join()
+
+    def _loop(self, action: Callable[[], object]) -> None:
         while not self.stopping.is_set():
             try:
-                self.step()
+                action()
             except RedisError as exc:
                 log.warning("batch runner: Redis unavailable (%s); retrying", exc)
+            except Exception:
+                # A background loop must outlive any one bad record; the log says which.
+                log.exception("batch runner: unexpected error; going on")
             self.stopping.wait(POLL_S)
 
     def step(self) -> None:
-        """One pass: deliver due webhooks, take free batches."""
-        self.sender.deliver_due()
+        """One pass: take the batches that have no live follower."""
         for batch_id, thread in list(self.following.items()):
             if not thread.is_alive():
                 del self.following[batch_id]
@@ -109,8 +120,8 @@ class BatchRunner:
                 ).follow()
         except BatchInterruptedError:
             log.info("batch %s left to another follower", batch_id)
-        except (QfleetError, RedisError, OSError):
-            # The lease lapses and this or another process picks the batch up again.
+        except Exception:
+            # Released below: this or another process picks the batch up again next pass.
             log.exception("following batch %s failed; it will be resumed", batch_id)
         finally:
             lost.set()
