@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import secrets
 import threading
@@ -22,6 +23,7 @@ from ops.services import QfleetService, start_gateway
 pytestmark = pytest.mark.integration
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+MAX_FILE_BYTES = 100_000
 
 
 class Receiver:
@@ -71,6 +73,7 @@ def gateway(
         "QFLEET_WEBHOOK_BACKOFF_S": "0.5",
         # A few jobs in flight per batch, so that a cancel meets most requests still unsent.
         "QFLEET_BATCH_WINDOW": "4",
+        "QFLEET_GATEWAY_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
     }
     service = start_gateway(env, tmp_path_factory.mktemp("gateway") / "gateway.log")
     yield service
@@ -260,3 +263,26 @@ def test_files_check_purpose_and_can_be_deleted(client: openai.OpenAI) -> None:
         client.batches.create(
             input_file_id=file_id, endpoint="/v1/embeddings", completion_window="24h"
         )
+
+
+def test_uploads_over_the_limit_or_without_a_length_are_refused(
+    gateway: QfleetService, client: openai.OpenAI, api_key: str
+) -> None:
+    # Given a file one byte over the gateway's limit
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.files.create(file=("big.jsonl", b"x" * (MAX_FILE_BYTES + 1)), purpose="batch")
+    # Then it is refused with 413, naming the setting
+    assert refused.value.status_code == 413
+    assert "QFLEET_GATEWAY_MAX_FILE_BYTES" in refused.value.message
+    # And an upload without a declared length (chunked) is refused before it is read
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    body = b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--b--\r\n'
+    headers = {
+        "authorization": f"Bearer {api_key}",
+        "content-type": "multipart/form-data; boundary=b",
+    }
+    connection.request("POST", "/v1/files", body=iter([body]), headers=headers,
+                       encode_chunked=True)  # fmt: skip
+    response = connection.getresponse()
+    assert response.status == 411, response.read()
+    connection.close()

@@ -1,8 +1,8 @@
 """`/v1/files`: upload batch input files, read them and batch output files back, list, delete.
 
 Uploads are multipart (`file`, `purpose=batch`), as the OpenAI SDK sends them; the size limit
-is `gateway_max_file_bytes`, checked on the declared length before the body is read and on the
-bytes received. Every file belongs to the caller's tenant: another tenant gets 404.
+is `gateway_max_file_bytes`, checked on the declared length (required) before the body is read
+and on the bytes received. Every file belongs to the caller's tenant: another tenant gets 404.
 """
 
 from __future__ import annotations
@@ -69,7 +69,11 @@ async def upload_file(
     """Store a batch input file (multipart: `file`, `purpose`)."""
     limit = state.settings.gateway_max_file_bytes
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit + FORM_OVERHEAD_BYTES:
+    if not length.isdigit():
+        # The multipart parser spools a file part to disk whatever its size: without a declared
+        # length, the limit could only be checked after the disk had filled.
+        raise ApiError(411, "send uploads with a Content-Length", code="length_required")
+    if int(length) > limit + FORM_OVERHEAD_BYTES:
         raise _too_large(int(length), limit)
     form = await request.form(max_files=1, max_fields=4)
     purpose, upload = form.get("purpose"), form.get("file")
