@@ -207,17 +207,8 @@ class BatchRun:
             self._finish("cancelled", {"in_progress", "finalizing"})
 
     def _write_expired(self, spec: RunSpec, missing: set[str]) -> None:
-        ordered = [cid for cid in custom_ids(spec.input) if cid in missing]
-        lines = [
-            (
-                cid,
-                json.dumps(
-                    openai_batch.error_line(cid, code="batch_expired", message=EXPIRED_MESSAGE)
-                )
-                + "\n",
-            )
-            for cid in ordered
-        ]
+        """A `batch_expired` error line for each request without a line, in input order."""
+        lines = [(cid, _expired_line(cid)) for cid in custom_ids(spec.input) if cid in missing]
         data_key = self.files.data_key(self.locals[1].file_id)
         for start in range(0, len(lines), COPY_LINES):
             self.store.append(self.meta.id, data_key, "failed", lines[start : start + COPY_LINES])
@@ -241,3 +232,8 @@ class BatchRun:
 
 def _custom_id(line: str) -> str:
     return str(json.loads(line)["custom_id"])
+
+
+def _expired_line(custom_id: str) -> str:
+    line = openai_batch.error_line(custom_id, code="batch_expired", message=EXPIRED_MESSAGE)
+    return json.dumps(line) + "\n"
