@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -286,3 +287,28 @@ def test_uploads_over_the_limit_or_without_a_length_are_refused(
     response = connection.getresponse()
     assert response.status == 411, response.read()
     connection.close()
+
+
+def test_two_gateways_on_one_redis_serve_the_same_files_and_batches(
+    worker: WorkerProcess,
+    client: openai.OpenAI,
+    fleet_env: dict[str, str],
+    api_key: str,
+    tmp_path: Path,
+) -> None:
+    # Given a second gateway process on the same Redis that does not follow batches
+    env = {**fleet_env, "QFLEET_GATEWAY_FOLLOW_BATCHES": "false"}
+    second = start_gateway(env, tmp_path / "second.log")
+    try:
+        other_door = openai.OpenAI(base_url=second.url + "/v1", api_key=api_key, max_retries=0)
+        # When a file is uploaded through the second and its batch created through the first
+        file_id = _upload(other_door, [_line(f"two-{n}") for n in range(3)])
+        batch = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        # Then the second sees it run to the end and serves its output
+        done = _wait(other_door, batch.id, {"completed", "failed"})
+        assert done.status == "completed"
+        assert set(_ids(other_door, done.output_file_id)) == {"two-0", "two-1", "two-2"}
+    finally:
+        second.stop()
