@@ -92,6 +92,9 @@ def check_url(url: str, settings: Settings) -> str:
     """`url` if its origin is in `webhook_allowed_origins` and a secret is set; else raise."""
     if settings.webhook_secret is None:
         raise WebhookError("this gateway sends no webhooks: QFLEET_WEBHOOK_SECRET is not set")
+    secret_bytes(
+        settings.webhook_secret.get_secret_value()
+    )  # a malformed one fails here, not later
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
         raise WebhookError("a webhook URL must be http(s)://host[:port]/path, without credentials")

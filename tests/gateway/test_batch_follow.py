@@ -14,6 +14,7 @@ from typing import Any
 
 import openai
 import pytest
+from pydantic import SecretStr
 
 from ops.localfleet import WorkerProcess
 from qfleet.producer.gateway.batch_store import BatchMeta, BatchStore
@@ -174,3 +175,9 @@ def test_an_unacknowledged_event_is_retried_then_given_up(
         sender.close()
         server.shutdown()
         server.server_close()
+
+
+def test_a_malformed_secret_is_refused_before_any_event(settings: Settings) -> None:
+    broken = settings.model_copy(update={"webhook_secret": SecretStr("not-a-whsec-secret")})
+    with pytest.raises(WebhookError, match="whsec_"):
+        check_url("https://hooks.example.com/x", broken)
