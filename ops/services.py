@@ -94,3 +94,28 @@ def start_exporter(env: Mapping[str, str], log_path: Path) -> QfleetService:
     """`qfleet exporter` on a free loopback port."""
     port = free_port()
     return QfleetService(["exporter", f"--port={port}"], env, log_path, port).start("/metrics")
+
+
+def start_gateway(env: Mapping[str, str], log_path: Path) -> QfleetService:
+    """`qfleet gateway` on a free loopback port."""
+    port = free_port()
+    return QfleetService(["gateway", f"--port={port}"], env, log_path, port).start("/healthz")
+
+
+class BatchRunnerProcess(ChildProcess):
+    """`qfleet batch-runner` (follows the gateway's batches) running until `stop()`."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        super().__init__(
+            [sys.executable, "-m", "qfleet.producer.cli", "batch-runner"], env, log_path
+        )
+
+    def start(self, timeout: float = 30.0) -> BatchRunnerProcess:
+        """Start the runner and wait until its loop runs."""
+        self._launch(lambda: "batch runner started" in self.log(), timeout, "batch-runner", 0.1)
+        return self
+
+
+def start_batch_runner(env: Mapping[str, str], log_path: Path) -> BatchRunnerProcess:
+    """`qfleet batch-runner` for the fleet `env` describes."""
+    return BatchRunnerProcess(env, log_path).start()

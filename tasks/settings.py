@@ -183,6 +183,63 @@ class Settings(BaseSettings):
         default=200_000_000, ge=1, description="Largest input file `qfleet run submit` reads."
     )
 
+    # --- The HTTP gateway (`qfleet gateway`) ------------------------------------------------
+    gateway_host: str = Field(
+        default="127.0.0.1",
+        description="Address the gateway binds; loopback unless clients on other hosts need it.",
+    )
+    gateway_port: int = Field(default=8000, ge=1, le=65535, description="Port of the gateway.")
+    gateway_max_body_bytes: int = Field(
+        default=2_000_000,
+        ge=1_024,
+        description="Largest request body the gateway reads (413 above it); file uploads excepted.",
+    )
+    # Files, batches and webhooks of the gateway (docs/gateway.md, "Files and batches").
+    gateway_max_file_bytes: int = Field(
+        default=50_000_000,
+        ge=1_024,
+        le=500_000_000,
+        description="Largest uploaded file (files live in Redis memory; 512 MB at most).",
+    )
+    gateway_file_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="Files (and batches) expire this long after their last write.",
+    )
+    gateway_max_batch_lines: int = Field(
+        default=50_000, ge=1, description="Most requests in one batch input file."
+    )
+    gateway_follow_batches: bool = Field(
+        default=True,
+        description="Gateway processes follow batches too (off: only `qfleet batch-runner`).",
+    )
+    batch_followers: int = Field(
+        default=4, ge=1, le=64, description="Batches one process follows at once."
+    )
+    batch_window: int = Field(
+        default=64, ge=1, le=10_000, description="Jobs in flight per followed batch."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Signing secret of batch webhooks, `whsec_` + base64 (Standard Webhooks).",
+    )
+    webhook_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) webhooks may call (JSON list); default none.",
+    )
+    webhook_max_attempts: int = Field(
+        default=12, ge=1, le=100, description="Deliveries of one event before it is given up."
+    )
+    webhook_backoff_s: float = Field(
+        default=5.0, gt=0, description="First webhook retry delay; doubles per attempt."
+    )
+    webhook_backoff_max_s: float = Field(
+        default=3_600.0, gt=0, description="Longest delay between two webhook attempts."
+    )
+    webhook_timeout_s: float = Field(
+        default=10.0, gt=0, le=60, description="How long one webhook POST may take."
+    )
+
     @model_validator(mode="after")
     def _time_limits_fit_visibility(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:

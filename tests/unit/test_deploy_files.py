@@ -24,7 +24,12 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from ops.localfleet import REPO_ROOT
-from qfleet.tasks.constants import ALL_QUEUES
+from qfleet.tasks.constants import (
+    ALL_QUEUES,
+    PRIORITY_BULK,
+    PRIORITY_SEPARATOR,
+    QUEUE_GENERATE,
+)
 from qfleet.tasks.settings import Settings
 
 DEPLOY = REPO_ROOT / "ops" / "deploy"
@@ -107,6 +112,7 @@ def test_compose_file_matches_the_compose_specification(compose: dict[str, Any])
 
 def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:
     expected = {"redis", "qdrant", "worker", "worker-gpu", "flower", "flower-proxy", "exporter"}
+    expected |= {"gateway", "batch-runner"}
     assert expected | {"prometheus", "grafana"} <= set(compose["services"])
     gpu = compose["services"]["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu == [{"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}]
@@ -212,6 +218,9 @@ def test_kubernetes_manifests_cover_the_fleet() -> None:
         "Deployment/qfleet-exporter",
         "ScaledObject/qfleet-worker",
         "NetworkPolicy/qfleet-flower",
+        "Deployment/qfleet-gateway",
+        "Service/qfleet-gateway",
+        "Deployment/qfleet-batch-runner",
     } <= kinds
 
 
@@ -240,12 +249,16 @@ def test_keda_scales_the_worker_deployment_on_a_queue() -> None:
     scaled = docs["ScaledObject/qfleet-worker"]["spec"]
     assert f"Deployment/{scaled['scaleTargetRef']['name']}" in docs
     assert 1 <= scaled["minReplicaCount"] < scaled["maxReplicaCount"]
-    [trigger] = scaled["triggers"]
-    assert trigger["type"] == "redis"
-    assert trigger["metadata"]["listName"] in ALL_QUEUES
-    assert int(trigger["metadata"]["listLength"]) >= 1
-    assert f"TriggerAuthentication/{trigger['authenticationRef']['name']}" in docs
-    assert "password" not in trigger["metadata"]
+    # Interactive jobs wait in the queue's list, bulk jobs (batches, runs) in its bulk sub-list.
+    bulk = QUEUE_GENERATE + PRIORITY_SEPARATOR + str(PRIORITY_BULK)
+    lists = {trigger["metadata"]["listName"] for trigger in scaled["triggers"]}
+    assert {QUEUE_GENERATE, bulk} <= lists
+    for trigger in scaled["triggers"]:
+        assert trigger["type"] == "redis"
+        assert trigger["metadata"]["listName"].split(PRIORITY_SEPARATOR)[0] in ALL_QUEUES
+        assert int(trigger["metadata"]["listLength"]) >= 1
+        assert f"TriggerAuthentication/{trigger['authenticationRef']['name']}" in docs
+        assert "password" not in trigger["metadata"]
 
 
 # --- systemd -------------------------------------------------------------------------------------

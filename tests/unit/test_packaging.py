@@ -29,7 +29,7 @@ def test_producer_imports_no_engine() -> None:
     code = (
         "import sys, qfleet, qfleet.producer.cli, qfleet.producer.client,"
         " qfleet.producer.knowledge, qfleet.producer.documents, qfleet.producer.runs,"
-        " qfleet.tasks.knowledge;"
+        " qfleet.tasks.knowledge, qfleet.producer.gateway.app;"
         f"heavy = [m for m in {HEAVY + WORKER_SIDE!r} if m in sys.modules];"
         "assert not heavy, heavy"
     )
