@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from qfleet.producer.gateway.errors import error_response, install_error_handlers
-from qfleet.producer.gateway.routers import health
+from qfleet.producer.gateway.routers import chat, health, models
 from qfleet.producer.gateway.state import GatewayState
 from qfleet.tasks.settings import Settings
 
@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            app.state.gateway.close()
+            await app.state.gateway.aclose()
 
     app = FastAPI(
         title="qfleet gateway",
@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     _limit_bodies(app, settings.gateway_max_body_bytes)
     app.include_router(health.router)
+    app.include_router(chat.router)
+    app.include_router(models.router)
     # Resource routers are added here, one line each (see routers/).
     return app
 

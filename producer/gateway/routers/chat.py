@@ -1,0 +1,155 @@
+"""`POST /v1/chat/completions`: one interactive generate job per request, waited for or streamed.
+
+A streamed completion is fed from the job's Redis stream as Server-Sent Events
+(`chat.completion.chunk` lines, then `data: [DONE]`); a client that goes away cancels its job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from anyio.to_thread import run_sync
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from qfleet.producer.gateway.auth import Caller, StateDep
+from qfleet.producer.gateway.chat_jobs import completion, completion_id, generate_job, job_failure
+from qfleet.producer.gateway.chat_types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChoiceDelta,
+    ChunkChoice,
+    CompletionUsage,
+    QfleetInfo,
+)
+from qfleet.producer.gateway.deps import LimitedCallerDep
+from qfleet.producer.gateway.errors import ApiError, ErrorDetail, ErrorResponse
+from qfleet.producer.gateway.state import GatewayState
+from qfleet.tasks.errors import JobFailedError, JobTimeoutError
+from qfleet.tasks.schemas import GenerateJob, JobError, JobResult
+
+log = logging.getLogger("qfleet.gateway")
+router = APIRouter(tags=["chat"])
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def create_chat_completion(
+    body: ChatCompletionRequest, caller: LimitedCallerDep, state: StateDep
+) -> ChatCompletion | StreamingResponse:
+    """Answer a conversation (OpenAI's chat completions), waited for or streamed."""
+    job = generate_job(body, state.settings)
+    await check_model(state, body.model, "chat")
+    await run_sync(start_job, state, caller, job)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = stream_events(state, caller, job, body.model, include_usage)
+        return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+    try:
+        outcome = await state.jobs.wait(job.job_id, state.settings.gateway_job_timeout_s)
+    except JobTimeoutError as exc:
+        raise ApiError(504, str(exc), code="timeout") from exc
+    finally:
+        await run_sync(state.limits.end_job, caller.tenant, job.job_id)
+    if isinstance(outcome, JobError):
+        raise job_failure(JobFailedError(outcome))
+    assert isinstance(outcome, JobResult)  # a generate job's id holds a generate result
+    return completion(job, outcome, body.model)
+
+
+async def check_model(state: GatewayState, model: str, kind: str) -> None:
+    """404 `model_not_found` unless a live worker serves `model` (503 when none answers)."""
+    found = await run_sync(state.catalog.find, model, kind)
+    if found is not None:
+        return
+    if not state.catalog.models():
+        raise ApiError(503, "no live worker answered; try again", code="no_workers")
+    raise ApiError(
+        404,
+        f"The model `{model}` does not exist or no live worker serves it (see GET /v1/models)",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def start_job(state: GatewayState, caller: Caller, job: GenerateJob) -> None:
+    """Count the job against the tenant, record its owner, enqueue it at interactive priority."""
+    state.limits.start_job(caller.tenant, job.job_id)
+    try:
+        state.owners.claim(job.job_id, caller.tenant)
+        state.fleet.submit(job)
+    except Exception:
+        state.limits.end_job(caller.tenant, job.job_id)
+        raise
+
+
+async def stream_events(
+    state: GatewayState, caller: Caller, job: GenerateJob, model: str, include_usage: bool
+) -> AsyncIterator[str]:
+    """The SSE lines of a streamed completion; cancels the job if the client leaves early."""
+    chunk = _Chunker(completion_id(job.job_id), model)
+    finished = False
+    try:
+        yield chunk.event(ChoiceDelta(role="assistant", content=""))
+        async for piece in state.jobs.pieces(job.job_id, state.settings.gateway_job_timeout_s):
+            # No piece for a while: an SSE comment keeps proxies open and notices a gone client.
+            yield ": keep-alive\n\n" if piece is None else chunk.event(ChoiceDelta(content=piece))
+        outcome = await state.jobs.wait(job.job_id, timeout=10)
+        finished = True
+        if isinstance(outcome, JobResult):
+            yield chunk.last(outcome, include_usage)
+    except (JobFailedError, JobTimeoutError) as exc:
+        finished = True
+        yield _error_event(exc)
+    finally:
+        with anyio.CancelScope(shield=True):
+            if not finished:
+                log.info("client left the stream of job %s: cancelling it", job.job_id)
+                await run_sync(state.fleet.cancel, job.job_id)
+            await run_sync(state.limits.end_job, caller.tenant, job.job_id)
+    yield "data: [DONE]\n\n"
+
+
+class _Chunker:
+    """Builds the chunk events of one completion."""
+
+    def __init__(self, chunk_id: str, model: str) -> None:
+        self.id = chunk_id
+        self.model = model
+        self.created = int(time.time())
+
+    def event(self, delta: ChoiceDelta, finish_reason: str | None = None, **extra: object) -> str:
+        choices = [] if extra.get("usage") else [
+            ChunkChoice(delta=delta, finish_reason=finish_reason)  # type: ignore[arg-type]
+        ]  # fmt: skip
+        chunk = ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=choices, **extra
+        )  # type: ignore[arg-type]
+        return f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
+
+    def last(self, result: JobResult, include_usage: bool) -> str:
+        info = QfleetInfo(
+            job_id=result.job_id, worker=result.worker, cached=result.cached, sources=result.sources
+        )
+        events = self.event(ChoiceDelta(), result.finish_reason, qfleet=info)
+        if include_usage:
+            usage = CompletionUsage(
+                prompt_tokens=result.usage.prompt_tokens,
+                completion_tokens=result.usage.completion_tokens,
+                total_tokens=result.usage.prompt_tokens + result.usage.completion_tokens,
+            )
+            events += self.event(ChoiceDelta(), usage=usage)
+        return events
+
+
+def _error_event(exc: JobFailedError | JobTimeoutError) -> str:
+    if isinstance(exc, JobFailedError):
+        error = ApiError(500, exc.error.message, code=exc.error.code)
+    else:
+        error = ApiError(504, str(exc), code="timeout")
+    detail = ErrorDetail(message=error.message, type="api_error", code=error.code)
+    return f"data: {ErrorResponse(error=detail).model_dump_json()}\n\n"
