@@ -16,6 +16,7 @@ from qfleet.tasks.constants import (
     QUEUE_GENERATE,
     QUEUE_INGEST,
     QUEUE_RETRIEVE,
+    TASK_EMBED,
     TASK_EXTRACT,
     TASK_GENERATE,
     TASK_INGEST,
@@ -84,6 +85,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_RETRIEVE: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
             TASK_RAG_RETRIEVE: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
             TASK_EXTRACT: {"queue": QUEUE_EXTRACT, "routing_key": QUEUE_EXTRACT},
+            TASK_EMBED: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
         },
         "task_create_missing_queues": False,
         # Worker events feed Flower and `qfleet status`. No task-sent event: it would double the

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from qfleet.producer.gateway.errors import error_response, install_error_handlers
-from qfleet.producer.gateway.routers import chat, health, models
+from qfleet.producer.gateway.routers import chat, embeddings, health, jobs, knowledge, models
 from qfleet.producer.gateway.state import GatewayState
 from qfleet.tasks.settings import Settings
 
@@ -39,6 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(chat.router)
     app.include_router(models.router)
+    app.include_router(embeddings.router)
+    app.include_router(jobs.router)
+    app.include_router(knowledge.router)
     # Resource routers are added here, one line each (see routers/).
     return app
 

@@ -110,7 +110,11 @@ def _parse(replies: list[dict[str, Any]]) -> dict[str, ServedModel]:
             serves = info.get("serves") if isinstance(info, dict) else None
             if not isinstance(serves, dict):
                 continue
-            for field, kind in (("model", "chat"), ("embedder", "embedding")):
+            fields: tuple[tuple[str, ModelKind], ...] = (
+                ("model", "chat"),
+                ("embedder", "embedding"),
+            )
+            for field, kind in fields:
                 model_id = serves.get(field)
                 if isinstance(model_id, str) and model_id:
                     workers.setdefault((model_id, kind), []).append(worker)

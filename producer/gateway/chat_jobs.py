@@ -38,6 +38,7 @@ JOB_ERROR_STATUS = {
     "timeout": 504,
     "model_unavailable": 503,
     "store_unavailable": 503,
+    "not_found": 404,
 }
 
 

@@ -54,11 +54,15 @@ class AsyncJobs:
 
     async def wait(self, job_id: str, timeout: float) -> Outcome:
         """The job's outcome once it has one; raises `JobTimeoutError` after `timeout` seconds."""
+        return parse_outcome(await self.wait_data(job_id, timeout))
+
+    async def wait_data(self, job_id: str, timeout: float) -> Any:
+        """The job's outcome as stored (any job kind), once it has one."""
         deadline = time.monotonic() + timeout
         while True:
             data = await self.outcome(job_id)
             if data is not None:
-                return parse_outcome(data)
+                return data
             if time.monotonic() >= deadline:
                 raise JobTimeoutError(f"job {job_id} has no result after {timeout:g}s")
             await anyio.sleep(POLL_S)
@@ -77,7 +81,7 @@ class AsyncJobs:
         deadline = time.monotonic() + timeout
         last = "0"
         while time.monotonic() < deadline:
-            replies = await self.redis.xread({key: last}, block=STREAM_BLOCK_MS, count=256)
+            replies: Any = await self.redis.xread({key: last}, block=STREAM_BLOCK_MS, count=256)
             for _, entries in replies or []:
                 for entry_id, fields in entries:
                     last = entry_id

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from redis import Redis
 
@@ -99,7 +99,8 @@ class TenantLimits:
     def _prune(self, key: str, now: float, *, keep: str) -> int:
         """Drop timed-out and finished jobs from `key`; how many remain."""
         self.redis.zremrangebyscore(key, "-inf", now)
-        members = [_text(m) for m in self.redis.zrange(key, 0, -1)]
+        raw: Any = self.redis.zrange(key, 0, -1)
+        members = [_text(m) for m in raw]
         done = [m for m in members if m != keep and self.finished(m)]
         if done:
             self.redis.zrem(key, *done)

@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from qfleet.producer.gateway.auth import Caller, StateDep
+from qfleet.producer.gateway.catalog import ModelKind
 from qfleet.producer.gateway.chat_jobs import completion, completion_id, generate_job, job_failure
 from qfleet.producer.gateway.chat_types import (
     ChatCompletion,
@@ -61,7 +62,7 @@ async def create_chat_completion(
     return completion(job, outcome, body.model)
 
 
-async def check_model(state: GatewayState, model: str, kind: str) -> None:
+async def check_model(state: GatewayState, model: str, kind: ModelKind) -> None:
     """404 `model_not_found` unless a live worker serves `model` (503 when none answers)."""
     found = await run_sync(state.catalog.find, model, kind)
     if found is not None:
@@ -124,11 +125,11 @@ class _Chunker:
 
     def event(self, delta: ChoiceDelta, finish_reason: str | None = None, **extra: object) -> str:
         choices = [] if extra.get("usage") else [
-            ChunkChoice(delta=delta, finish_reason=finish_reason)  # type: ignore[arg-type]
+            ChunkChoice(delta=delta, finish_reason=finish_reason)
         ]  # fmt: skip
         chunk = ChatCompletionChunk(
             id=self.id, created=self.created, model=self.model, choices=choices, **extra
-        )  # type: ignore[arg-type]
+        )
         return f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
 
     def last(self, result: JobResult, include_usage: bool) -> str:
