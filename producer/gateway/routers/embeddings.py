@@ -8,9 +8,9 @@ as little-endian float32, as OpenAI does.
 from __future__ import annotations
 
 import base64
+import struct
 from typing import Any, Literal
 
-import numpy as np
 from anyio.to_thread import run_sync
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -138,5 +138,5 @@ async def _wait(state: GatewayState, job_id: str) -> EmbedResult:
 
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "base64":
-        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
     return vector
