@@ -67,6 +67,13 @@ class ModelCatalog:
             self._refresh_in_background()
         return sorted(self._models.values(), key=lambda m: m.id)
 
+    def cached(self, model_id: str, kind: ModelKind) -> ServedModel | None:
+        """`model_id` from a fresh cache without blocking (None: ask with `find`)."""
+        if not self._taken_at or time.monotonic() - self._taken_at > self.cache_s:
+            return None
+        model = self._models.get(model_id)
+        return model if model is not None and model.kind == kind else None
+
     def find(self, model_id: str, kind: ModelKind) -> ServedModel | None:
         """The served model `model_id` of `kind`; asks the workers again once before giving up."""
         for attempt in range(2):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from anyio.to_thread import run_sync
 from fastapi import Depends
 from redis.exceptions import RedisError
 
@@ -11,10 +12,12 @@ from qfleet.producer.gateway.auth import Caller, CallerDep, StateDep
 from qfleet.producer.gateway.errors import ApiError
 
 
-def limited_caller(caller: CallerDep, state: StateDep) -> Caller:
+async def limited_caller(caller: CallerDep, state: StateDep) -> Caller:
     """The caller, once this request is counted against its tenant's requests per minute."""
+    if not state.limits.requests_per_minute:
+        return caller
     try:
-        state.limits.count_request(caller.tenant)
+        await run_sync(state.limits.count_request, caller.tenant)
     except RedisError as exc:
         raise ApiError(
             503, "the rate limiter is unavailable; try again", code="unavailable"

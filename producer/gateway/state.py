@@ -69,7 +69,7 @@ class GatewayState:
 
     async def aclose(self) -> None:
         """Release every connection."""
-        await self.jobs.redis.aclose()
+        await self.jobs.aclose()
         self.fleet.close()
         self.redis.close()
 

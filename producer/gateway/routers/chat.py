@@ -64,7 +64,7 @@ async def create_chat_completion(
 
 async def check_model(state: GatewayState, model: str, kind: ModelKind) -> None:
     """404 `model_not_found` unless a live worker serves `model` (503 when none answers)."""
-    found = await run_sync(state.catalog.find, model, kind)
+    found = state.catalog.cached(model, kind) or await run_sync(state.catalog.find, model, kind)
     if found is not None:
         return
     if not state.catalog.models():
