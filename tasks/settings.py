@@ -218,7 +218,7 @@ class Settings(BaseSettings):
     gateway_threads: int = Field(
         default=256,
         ge=8,
-        description="Threads for blocking work (waiting on jobs, streams) per process.",
+        description="Threads for blocking calls (submits, Redis reads) per gateway process.",
     )
     gateway_max_embedding_inputs: int = Field(
         default=256, ge=1, le=2048, description="Most texts in one /v1/embeddings request."
