@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from collections.abc import Iterator
 
@@ -90,4 +92,32 @@ def test_jobs_in_flight_limit_and_cancel_on_disconnect(
     while not store.exists(key) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert store.exists(key), "the job of a client that left was not cancelled"
+    store.close()
+
+
+def test_a_waiting_client_that_leaves_cancels_its_job(
+    gateway: QfleetService, worker: WorkerProcess, api_key: str, fleet_env: dict[str, str]
+) -> None:
+    store = redis.Redis.from_url(fleet_env["QFLEET_BROKER_URL"])
+    pattern = f"{fleet_env['QFLEET_REDIS_KEY_PREFIX']}qfleet:cancel:*"
+    before = set(store.scan_iter(match=pattern))
+    with sdk(gateway, api_key) as client:
+        model = client.models.list().data[0].id
+    # Given a client waiting for a long completion (not streamed)
+    body = json.dumps(
+        {"model": model, "max_tokens": 2000, "messages": [{"role": "user", "content": "Go on"}]}
+    ).encode()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+            + f"authorization: Bearer {api_key}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(1.0)
+        # When it hangs up before the answer
+    # Then the gateway cancels its job
+    deadline = time.monotonic() + 20
+    while not set(store.scan_iter(match=pattern)) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(store.scan_iter(match=pattern)) - before, "the job of a client that left runs on"
     store.close()

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import anyio
 from anyio.to_thread import run_sync
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from qfleet.producer.gateway.auth import Caller, StateDep
@@ -29,6 +29,7 @@ from qfleet.producer.gateway.chat_types import (
 )
 from qfleet.producer.gateway.deps import LimitedCallerDep
 from qfleet.producer.gateway.errors import ApiError, ErrorDetail, ErrorResponse
+from qfleet.producer.gateway.jobwait import Outcome
 from qfleet.producer.gateway.state import GatewayState
 from qfleet.tasks.errors import JobFailedError, JobTimeoutError
 from qfleet.tasks.schemas import GenerateJob, JobError, JobResult
@@ -44,7 +45,7 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     responses={200: {"model": ChatCompletion, "description": "A completion (or, streamed, SSE)"}},
 )
 async def create_chat_completion(
-    body: ChatCompletionRequest, caller: LimitedCallerDep, state: StateDep
+    body: ChatCompletionRequest, caller: LimitedCallerDep, state: StateDep, request: Request
 ) -> Response:
     """Answer a conversation (OpenAI's chat completions), waited for or streamed."""
     job = generate_job(body, state.settings)
@@ -55,7 +56,7 @@ async def create_chat_completion(
         events = stream_events(state, caller, job, body.model, include_usage)
         return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
     try:
-        outcome = await state.jobs.wait(job.job_id, state.settings.gateway_job_timeout_s)
+        outcome = await wait_unless_gone(state, request, job.job_id)
     except JobTimeoutError as exc:
         raise ApiError(504, str(exc), code="timeout") from exc
     finally:
@@ -66,6 +67,38 @@ async def create_chat_completion(
     # Serialised by pydantic directly: FastAPI's generic encoder costs more than the request.
     answer = completion(job, outcome, body.model)
     return Response(answer.model_dump_json(), media_type="application/json")
+
+
+async def wait_unless_gone(state: GatewayState, request: Request, job_id: str) -> Outcome:
+    """The job's outcome; if the client disconnects first, the job is cancelled (and 499)."""
+    outcome: Outcome | None = None
+    failure: Exception | None = None
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            # The body has been read: what the server receives next is the client going away.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            log.info("client left while waiting for job %s: cancelling it", job_id)
+            try:
+                await run_sync(state.fleet.cancel, job_id)
+            except Exception:  # the job runs on; nobody is left to tell
+                log.warning("could not cancel job %s", job_id, exc_info=True)
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        try:
+            outcome = await state.jobs.wait(job_id, state.settings.gateway_job_timeout_s)
+        except Exception as exc:  # raised below, outside the group (no ExceptionGroup)
+            failure = exc
+        group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    if outcome is None:
+        raise ApiError(
+            499, "the client closed the request; its job was cancelled", code="cancelled"
+        )
+    return outcome
 
 
 async def check_model(state: GatewayState, model: str, kind: ModelKind) -> None:
