@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from qfleet.producer.gateway.chat_types import (
     ChatChoice,
     ChatCompletion,
@@ -74,8 +72,6 @@ def generate_job(body: ChatCompletionRequest, settings: Settings) -> GenerateJob
         raise ApiError(400, str(exc), param=SCHEMA_PARAM, code="unsupported_schema") from exc
     except InvalidJobError as exc:
         raise ApiError(400, str(exc), param=_param_of(str(exc)), code="invalid_value") from exc
-    except ValidationError as exc:  # pragma: no cover - parse_generate_job wraps these
-        raise ApiError(400, str(exc), code="invalid_value") from exc
 
 
 def _job_fields(body: ChatCompletionRequest) -> dict[str, Any]:
