@@ -165,7 +165,9 @@ class ResultListener:
         try:
             yield event
         finally:
-            await self._unsubscribe(name, event)
+            # Also when the waiter was cancelled (its client left): never leave a subscription.
+            with anyio.CancelScope(shield=True):
+                await self._unsubscribe(name, event)
 
     async def _subscribe(self, name: bytes, event: asyncio.Event) -> None:
         async with self._lock:
