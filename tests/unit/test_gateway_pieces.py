@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 import redis
 
@@ -139,3 +140,31 @@ def test_jobs_in_flight_are_released_when_they_end_or_finish(limits: TenantLimit
     limits.start_job("acme", "j3")
     FINISHED.add("j2")
     limits.start_job("acme", "j4")  # j2 has a result: it no longer counts
+
+
+def test_result_listener_wakes_waiters_and_forgets_cancelled_ones(redis_url: str) -> None:
+    from redis.asyncio import Redis as AsyncRedis
+
+    from qfleet.producer.gateway.jobwait import ResultListener
+
+    channel = f"qfleet-test-{uuid.uuid4().hex[:8]}:celery-task-meta-j1"
+
+    async def scenario() -> None:
+        client = AsyncRedis.from_url(redis_url)
+        listener = ResultListener(client, channel + ":idle")
+        # Given a waiter on a result channel
+        async with listener.watch(channel) as landed:
+            # When the result is published
+            await client.publish(channel, "{}")
+            # Then it wakes
+            with anyio.fail_after(5):
+                await landed.wait()
+        # And a waiter cancelled mid-wait leaves no subscription behind
+        with anyio.move_on_after(0.2):
+            async with listener.watch(channel) as landed:
+                await landed.wait()
+        assert listener._waiters == {}
+        await listener.aclose()
+        await client.aclose()
+
+    anyio.run(scenario)
