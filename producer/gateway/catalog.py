@@ -33,15 +33,19 @@ class ServedModel:
     seen_at: float
 
 
-Broadcast = Callable[[], list[dict[str, Any]]]
+# Asks the workers, waiting `timeout` seconds for replies.
+Broadcast = Callable[[float], list[dict[str, Any]]]
+# With no list yet, a refresh waits this many times longer: a slow reply beats a false 404/503.
+COLD_TIMEOUT_FACTOR = 4
 
 
 class ModelCatalog:
     """The models of the live fleet, from worker manifests, cached."""
 
-    def __init__(self, broadcast: Broadcast, *, cache_s: float) -> None:
+    def __init__(self, broadcast: Broadcast, *, cache_s: float, timeout_s: float = 0.5) -> None:
         self._broadcast = broadcast
         self.cache_s = cache_s
+        self.timeout_s = timeout_s
         self._models: dict[str, ServedModel] = {}
         self._taken_at = 0.0
         self._answered_at = 0.0
@@ -52,11 +56,11 @@ class ModelCatalog:
     def for_app(cls, app: Any, *, timeout_s: float, cache_s: float) -> ModelCatalog:
         """A catalog that asks the workers of Celery `app`."""
 
-        def broadcast() -> list[dict[str, Any]]:
-            replies = app.control.broadcast(INSPECT_QFLEET_INFO, reply=True, timeout=timeout_s)
+        def broadcast(timeout: float) -> list[dict[str, Any]]:
+            replies = app.control.broadcast(INSPECT_QFLEET_INFO, reply=True, timeout=timeout)
             return list(replies or [])
 
-        return cls(broadcast, cache_s=cache_s)
+        return cls(broadcast, cache_s=cache_s, timeout_s=timeout_s)
 
     def models(self) -> list[ServedModel]:
         """Every served model, sorted by id (asks the workers when the cache is cold or stale)."""
@@ -88,8 +92,9 @@ class ModelCatalog:
 
     def refresh(self) -> None:
         """Ask the workers now (one broadcast timeout)."""
+        timeout = self.timeout_s * (1 if self._models else COLD_TIMEOUT_FACTOR)
         try:
-            replies = self._broadcast()
+            replies = self._broadcast(timeout)
         except BROKER_ERRORS:
             replies = []
         found = _parse(replies)

@@ -87,7 +87,7 @@ def test_catalog_lists_what_workers_serve_and_survives_a_silent_broadcast() -> N
          {"old@h": {"model": {"id": "x"}}}],
         [],
     ]  # fmt: skip
-    catalog = ModelCatalog(lambda: replies.pop(0) if replies else [], cache_s=60)
+    catalog = ModelCatalog(lambda _: replies.pop(0) if replies else [], cache_s=60)
     assert [(m.id, m.kind, m.workers) for m in catalog.models()] == [
         ("minilm", "embedding", ("kb@h",)),
         ("tiny", "chat", ("w1@h",)),
