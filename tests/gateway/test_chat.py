@@ -15,6 +15,8 @@ import pytest
 from ops.localfleet import WorkerProcess
 from ops.services import QfleetService
 
+pytestmark = pytest.mark.integration
+
 PERSON = {
     "type": "object",
     "properties": {
