@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from anyio.to_thread import run_sync
 from fastapi import Depends
 from redis.exceptions import RedisError
 
@@ -17,7 +16,7 @@ async def limited_caller(caller: CallerDep, state: StateDep) -> Caller:
     if not state.limits.requests_per_minute:
         return caller
     try:
-        await run_sync(state.limits.count_request, caller.tenant)
+        await state.limits.count_request_async(caller.tenant, state.jobs.redis)
     except RedisError as exc:
         raise ApiError(
             503, "the rate limiter is unavailable; try again", code="unavailable"

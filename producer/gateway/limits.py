@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from qfleet.producer.gateway.errors import ApiError
 
@@ -54,14 +55,28 @@ class TenantLimits:
         if not self.requests_per_minute:
             return
         now = time.time()
-        minute = int(now // 60)
-        key = self.prefix + RPM_KEY.format(tenant=tenant, minute=minute)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, 120)
-        count = int(pipe.execute()[0])
+        pipe.incr(self._rpm_key(tenant, now))
+        pipe.expire(self._rpm_key(tenant, now), 120)
+        self._check_rate(tenant, int(pipe.execute()[0]), now)
+
+    async def count_request_async(self, tenant: str, redis: AsyncRedis) -> None:
+        """`count_request` on an asyncio client (no thread needed)."""
+        if not self.requests_per_minute:
+            return
+        now = time.time()
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.incr(self._rpm_key(tenant, now))
+            pipe.expire(self._rpm_key(tenant, now), 120)
+            replies = await pipe.execute()
+        self._check_rate(tenant, int(replies[0]), now)
+
+    def _rpm_key(self, tenant: str, now: float) -> str:
+        return self.prefix + RPM_KEY.format(tenant=tenant, minute=int(now // 60))
+
+    def _check_rate(self, tenant: str, count: int, now: float) -> None:
         if count > self.requests_per_minute:
-            retry = max(1, math.ceil((minute + 1) * 60 - now))
+            retry = max(1, math.ceil((int(now // 60) + 1) * 60 - now))
             raise ApiError(
                 429,
                 f"rate limit reached: {self.requests_per_minute} requests per minute for tenant "
@@ -95,6 +110,11 @@ class TenantLimits:
         """`job_id` no longer counts for `tenant` (it finished, failed or was given up on)."""
         if self.jobs_in_flight:
             self.redis.zrem(self.prefix + INFLIGHT_KEY.format(tenant=tenant), job_id)
+
+    async def end_job_async(self, tenant: str, job_id: str, redis: AsyncRedis) -> None:
+        """`end_job` on an asyncio client (no thread needed)."""
+        if self.jobs_in_flight:
+            await redis.zrem(self.prefix + INFLIGHT_KEY.format(tenant=tenant), job_id)
 
     def _prune(self, key: str, now: float, *, keep: str) -> int:
         """Drop timed-out and finished jobs from `key`; how many remain."""

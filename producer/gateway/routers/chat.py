@@ -60,7 +60,7 @@ async def create_chat_completion(
     except JobTimeoutError as exc:
         raise ApiError(504, str(exc), code="timeout") from exc
     finally:
-        await run_sync(state.limits.end_job, caller.tenant, job.job_id)
+        await state.limits.end_job_async(caller.tenant, job.job_id, state.jobs.redis)
     if isinstance(outcome, JobError):
         raise job_failure(JobFailedError(outcome))
     assert isinstance(outcome, JobResult)  # a generate job's id holds a generate result
@@ -150,7 +150,7 @@ async def stream_events(
             if not finished:
                 log.info("client left the stream of job %s: cancelling it", job.job_id)
                 await run_sync(state.fleet.cancel, job.job_id)
-            await run_sync(state.limits.end_job, caller.tenant, job.job_id)
+            await state.limits.end_job_async(caller.tenant, job.job_id, state.jobs.redis)
     yield "data: [DONE]\n\n"
 
 

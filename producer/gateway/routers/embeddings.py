@@ -96,7 +96,7 @@ async def create_embeddings(
     try:
         result = await _wait(state, job.job_id)
     finally:
-        await run_sync(state.limits.end_job, caller.tenant, job.job_id)
+        await state.limits.end_job_async(caller.tenant, job.job_id, state.jobs.redis)
     if body.dimensions is not None and body.dimensions != result.dim:
         raise ApiError(
             400, f"{result.model} gives {result.dim} dimensions only", param="dimensions",

@@ -75,7 +75,7 @@ async def create_extraction(
     except JobTimeoutError as exc:
         raise ApiError(504, str(exc), code="timeout") from exc
     finally:
-        await run_sync(state.limits.end_job, caller.tenant, job.job_id)
+        await state.limits.end_job_async(caller.tenant, job.job_id, state.jobs.redis)
 
 
 def _submit(state: GatewayState, caller: Caller, job: ExtractJob) -> None:
