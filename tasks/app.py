@@ -16,6 +16,7 @@ from qfleet.tasks.constants import (
     QUEUE_GENERATE,
     QUEUE_INGEST,
     QUEUE_RETRIEVE,
+    TASK_EMBED,
     TASK_EXTRACT,
     TASK_GENERATE,
     TASK_INGEST,
@@ -97,6 +98,7 @@ def _routing() -> dict[str, Any]:
             TASK_RETRIEVE: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
             TASK_RAG_RETRIEVE: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
             TASK_EXTRACT: {"queue": QUEUE_EXTRACT, "routing_key": QUEUE_EXTRACT},
+            TASK_EMBED: {"queue": QUEUE_RETRIEVE, "routing_key": QUEUE_RETRIEVE},
         },
     }
 

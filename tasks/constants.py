@@ -21,6 +21,9 @@ TASK_KB_ADMIN: Final = "qfleet.kb_admin"
 # then enqueues the generate step (task id = the job id) with the passages attached.
 TASK_RAG_RETRIEVE: Final = "qfleet.rag_retrieve"
 TASK_EXTRACT: Final = "qfleet.extract"
+# Sentence embeddings with the knowledge base's embedder (the gateway's /v1/embeddings): on the
+# knowledge queue, whose consumer has the embedder.
+TASK_EMBED: Final = "qfleet.embed"
 
 # Our own Redis keys live beside Celery's under `Settings.redis_key_prefix`.
 # `qfleet:job:<job_id>` marks a submitted job id so a second submit of the same id is not

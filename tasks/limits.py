@@ -52,6 +52,12 @@ def parse_generate_job(payload: object, settings: Settings) -> GenerateJob:
         raise LimitExceededError(prompt_too_large(chars, settings))
     job = validate_generate_job(payload)
     _check_max_tokens(job.max_tokens, settings)
+    if job.json_schema is not None:
+        check_extract_schema(
+            job.json_schema,
+            max_chars=settings.max_schema_chars,
+            max_depth=settings.max_schema_depth,
+        )
     return job
 
 

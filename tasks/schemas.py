@@ -90,11 +90,26 @@ class GenerateJob(_Model):
     retrieval: RetrievalSpec | None = Field(
         default=None, description="Answer from knowledge-base passages (retrieved first)."
     )
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description="Answer with one JSON object that validates against this schema (decoded "
+        "under it, as extraction is; the schema is checked like an extraction schema).",
+    )
+    json_object: bool = Field(
+        default=False, description="Answer with one JSON object (any keys): decoded under JSON."
+    )
+
+    @field_validator("json_schema")
+    @classmethod
+    def _guaranteed_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if schema is None else check_extract_schema(schema)
 
     @model_validator(mode="after")
     def _prompt_xor_messages(self) -> GenerateJob:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("give exactly one of `prompt` or `messages`")
+        if self.json_schema is not None and self.json_object:
+            raise ValueError("give at most one of `json_schema` or `json_object`")
         if self.messages is not None:
             if self.system is not None:
                 raise ValueError("`system` goes with `prompt`; put a system turn in `messages`")
@@ -108,6 +123,11 @@ class GenerateJob(_Model):
             return list(self.messages)
         turns = [ChatMessage(role="system", content=self.system)] if self.system else []
         return [*turns, ChatMessage(role="user", content=self.prompt or "")]
+
+    @property
+    def structured(self) -> bool:
+        """True when the answer must be one JSON object (decoded under a grammar)."""
+        return self.json_schema is not None or self.json_object
 
     @property
     def greedy(self) -> bool:

@@ -239,6 +239,35 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(
         default=10.0, gt=0, le=60, description="How long one webhook POST may take."
     )
+    gateway_requests_per_minute: int = Field(
+        default=600,
+        ge=0,
+        description="Requests one tenant may make per minute (429 above); 0 = no limit.",
+    )
+    gateway_jobs_in_flight: int = Field(
+        default=64,
+        ge=0,
+        description="Unfinished jobs one tenant may have (429 above); 0 = no limit.",
+    )
+    gateway_job_timeout_s: float = Field(
+        default=300.0, gt=0, description="Longest a request waits for its job (504 after it)."
+    )
+    gateway_models_cache_s: float = Field(
+        default=10.0, gt=0, description="How long the list of served models is reused."
+    )
+    gateway_models_timeout_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How long the gateway waits for workers to say what they serve.",
+    )
+    gateway_threads: int = Field(
+        default=256,
+        ge=8,
+        description="Threads for blocking calls (submits, Redis reads) per gateway process.",
+    )
+    gateway_max_embedding_inputs: int = Field(
+        default=256, ge=1, le=2048, description="Most texts in one /v1/embeddings request."
+    )
 
     @model_validator(mode="after")
     def _time_limits_fit_visibility(self) -> Settings:

@@ -12,7 +12,11 @@ from typing import Any
 
 from celery.worker.control import inspect_command
 
-from qfleet.tasks.constants import INSPECT_QFLEET_INFO
+from qfleet.tasks.constants import INSPECT_QFLEET_INFO, QUEUE_RETRIEVE
+from qfleet.tasks.errors import QfleetError
+from qfleet.workers.engine.manifest import ModelManifest
+from qfleet.workers.knowledge.embedder import EmbedderManifest
+from qfleet.workers.knowledge.open import resolve_embedder_dir
 from qfleet.workers.main import runtime, settings
 from qfleet.workers.metrics import exporter_port, stats
 
@@ -22,7 +26,23 @@ def batch_settings() -> dict[str, Any]:
     return {name: value for name, value in settings.model_dump().items() if "batch" in name}
 
 
-def worker_info() -> dict[str, Any]:
+def served_models(queues: list[str]) -> dict[str, str | None]:
+    """The model ids this worker answers for (the gateway's `/v1/models`), from manifests.
+
+    Read from the folders, not the loaded model: a prefork parent loads none itself. The
+    embedder counts only on a worker that consumes the knowledge queues (it runs embeddings).
+    """
+    model = ModelManifest.read(settings.model_dir).model_id if settings.model_dir else None
+    embedder = None
+    if QUEUE_RETRIEVE in queues:
+        try:
+            embedder = EmbedderManifest.read(resolve_embedder_dir(settings)).model_id
+        except QfleetError:
+            embedder = None
+    return {"model": model, "embedder": embedder}
+
+
+def worker_info(queues: list[str] | None = None) -> dict[str, Any]:
     """What this worker process serves and how it has done, as JSON data."""
     loaded = runtime.loaded
     model = None
@@ -40,10 +60,14 @@ def worker_info() -> dict[str, Any]:
         "batch": batch_settings(),
         "metrics_port": exporter_port(),
         "stats": stats.snapshot(),
+        "serves": served_models(queues or []),
     }
 
 
 @inspect_command(name=INSPECT_QFLEET_INFO)
 def qfleet_info(state: Any, **_: Any) -> dict[str, Any]:
     """qfleet: model, device, batch settings and throughput of this worker."""
-    return worker_info()
+    consumer = getattr(state, "consumer", None)
+    task_consumer = getattr(consumer, "task_consumer", None)
+    queues = [q.name for q in getattr(task_consumer, "queues", [])]
+    return worker_info(queues)

@@ -16,6 +16,7 @@ from qfleet.workers.knowledge_tasks import generate_with_knowledge
 from qfleet.workers.main import app, fleet_keys, job_runner, runtime, settings
 from qfleet.workers.policy import JobContext
 from qfleet.workers.streaming import TokenStream
+from qfleet.workers.structured_generate import run_structured_generate
 
 log = logging.getLogger("qfleet.worker")
 
@@ -29,13 +30,25 @@ def generate_body(payload: Any, ctx: JobContext, context: Any = None) -> JobResu
         result = generate_with_knowledge(
             job,
             context,
-            lambda j: run_generate(
-                runtime.batcher,
-                j,
-                submitted_at=ctx.submitted_at,
-                worker=ctx.worker,
-                on_text=stream.push if stream else None,
-                max_prompt_tokens=settings.max_prompt_tokens,
+            lambda j: (
+                run_structured_generate(
+                    runtime.model,
+                    settings.model_dir,
+                    j,
+                    submitted_at=ctx.submitted_at,
+                    worker=ctx.worker,
+                    on_text=stream.push if stream else None,
+                    max_prompt_tokens=settings.max_prompt_tokens,
+                )
+                if j.structured
+                else run_generate(
+                    runtime.batcher,
+                    j,
+                    submitted_at=ctx.submitted_at,
+                    worker=ctx.worker,
+                    on_text=stream.push if stream else None,
+                    max_prompt_tokens=settings.max_prompt_tokens,
+                )
             ),
             worker=ctx.worker,
         )

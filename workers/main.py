@@ -34,6 +34,7 @@ app.conf.include = [
     "qfleet.workers.generate",
     "qfleet.workers.knowledge_tasks",
     "qfleet.workers.extract",
+    "qfleet.workers.embed",
     *settings.task_modules,
 ]
 # Metrics (signal handlers) and the `qfleet_info` inspect command: imported by the worker only.

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
-from qfleet.producer.gateway.errors import error_response, install_error_handlers
-from qfleet.producer.gateway.routers import batches, files, health
+from qfleet.producer.gateway.bodylimit import BodyLimit
+from qfleet.producer.gateway.errors import install_error_handlers
+from qfleet.producer.gateway.routers import (
+    batches,
+    chat,
+    embeddings,
+    files,
+    health,
+    jobs,
+    knowledge,
+    models,
+)
 from qfleet.producer.gateway.runner import BatchRunner
 from qfleet.producer.gateway.state import GatewayState
 from qfleet.tasks.settings import Settings
@@ -31,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runner is not None:
                 runner.stop()
-            app.state.gateway.close()
+            await app.state.gateway.aclose()
 
     app = FastAPI(
         title="qfleet gateway",
@@ -40,32 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    _limit_bodies(app, settings.gateway_max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.gateway_max_body_bytes, exempt=UPLOAD_PATHS)
     app.include_router(health.router)
+    app.include_router(chat.router)
+    app.include_router(models.router)
+    app.include_router(embeddings.router)
+    app.include_router(jobs.router)
+    app.include_router(knowledge.router)
     # Resource routers are added here, one line each (see routers/).
     app.include_router(files.router)
     app.include_router(batches.router)
     return app
-
-
-def _limit_bodies(app: FastAPI, limit: int) -> None:
-    """Answer 413 before reading a body over `limit` bytes (by its Content-Length)."""
-
-    @app.middleware("http")
-    async def limit_body(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        length = request.headers.get("content-length")
-        if (
-            length is not None
-            and length.isdigit()
-            and int(length) > limit
-            and not request.url.path.startswith(UPLOAD_PATHS)
-        ):
-            return error_response(
-                413,
-                f"request body of {length} bytes is over the limit of {limit} "
-                "(QFLEET_GATEWAY_MAX_BODY_BYTES)",
-                code="body_too_large",
-            )
-        return await call_next(request)

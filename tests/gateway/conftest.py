@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from ops.localfleet import WorkerProcess
 from ops.services import QfleetService, start_gateway
 from qfleet.producer.gateway.keys import KeyStore
 from qfleet.tasks.redisconn import PRODUCER_RETRIES, fleet_redis
@@ -46,4 +50,40 @@ def api_key(key_store: KeyStore) -> str:
 def other_key(key_store: KeyStore) -> str:
     """A key of another tenant, `globex`."""
     key, _ = key_store.create("globex", name="tests")
+    return key
+
+
+@pytest.fixture(scope="session")
+def embedder_dir() -> Path:
+    """The default embedder, converted once and cached between runs."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from qfleet.workers.knowledge.embedder_build import ensure_embedder_model
+
+    return ensure_embedder_model()
+
+
+@pytest.fixture(scope="module")
+def kb_worker(
+    fleet_env: dict[str, str], embedder_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    """The worker that owns the module's knowledge base and runs embeddings (no chat model)."""
+    env = {k: v for k, v in fleet_env.items() if k != "QFLEET_MODEL_DIR"}
+    env |= {
+        "QFLEET_KB_DIR": str(tmp_path_factory.mktemp("kb")),
+        "QFLEET_EMBEDDER_DIR": str(embedder_dir),
+        "QFLEET_CHUNK_TOKENS": "64",
+        "QFLEET_CHUNK_OVERLAP_TOKENS": "8",
+    }
+    log = tmp_path_factory.mktemp("kbw") / "worker.log"
+    process = WorkerProcess(
+        env, log, hostname=f"kb-{uuid.uuid4().hex[:6]}@test", queues="qfleet.ingest,qfleet.retrieve"
+    ).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def admin_key(key_store: KeyStore) -> str:
+    """An admin key (may change the knowledge base)."""
+    key, _ = key_store.create("acme", name="tests", admin=True)
     return key

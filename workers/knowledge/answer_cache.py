@@ -36,6 +36,9 @@ class AnswerCache:
             "stop": job.stop,
             "kb_version": kb_version,
         }
+        if job.structured:  # only then, so plain answers keep the keys they had
+            request["json_schema"] = job.json_schema
+            request["json_object"] = job.json_object
         digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
         return self.key_prefix + ANSWER_KEY.format(digest=digest)
 
