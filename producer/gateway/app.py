@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 
 from qfleet.producer.gateway.errors import error_response, install_error_handlers
-from qfleet.producer.gateway.routers import health
+from qfleet.producer.gateway.routers import console, health
 from qfleet.producer.gateway.state import GatewayState
 from qfleet.tasks.settings import Settings
 
@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     _limit_bodies(app, settings.gateway_max_body_bytes)
     app.include_router(health.router)
+    app.include_router(console.router)
     # Resource routers are added here, one line each (see routers/).
     return app
 
