@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from qfleet.producer.gateway.errors import ApiError, error_response
 from qfleet.tasks.errors import BrokerUnavailableError, InvalidJobError
+from qfleet.tasks.settings import redact_url
 
 CSP: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -40,16 +41,29 @@ class ConsoleRoute(APIRoute):
                 response = await handler(request)
             except ApiError as exc:
                 response = error_response(
-                    exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers
-                )
+                    exc.status, _outage(request, exc), param=exc.param, code=exc.code,
+                    headers=exc.headers,
+                )  # fmt: skip
             except InvalidJobError as exc:
                 response = error_response(400, str(exc), code="invalid_job")
             except (RedisError, BrokerUnavailableError) as exc:
+                message = f"{type(exc).__name__}: {exc}"
                 response = error_response(
-                    503, f"Redis does not answer ({type(exc).__name__}: {exc})",
+                    503, f"Redis at {_redis(request)} does not answer ({message})",
                     code="redis_unavailable",
                 )  # fmt: skip
             response.headers.update(SECURITY_HEADERS)
             return response
 
         return with_headers
+
+
+def _redis(request: Request) -> str:
+    return redact_url(request.app.state.gateway.settings.broker)
+
+
+def _outage(request: Request, exc: ApiError) -> str:
+    """A 503 names Redis and where it is (the key check fails first when Redis is down)."""
+    if exc.status != 503 or exc.message.startswith("Redis at"):
+        return exc.message
+    return f"Redis at {_redis(request)} does not answer ({exc.message})"

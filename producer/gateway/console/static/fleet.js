@@ -32,17 +32,23 @@ export function fleetPage(root) {
 
   function body(view) {
     const last = view.samples[view.samples.length - 1] || {};
+    // The cards show this moment; the charts show the samples kept in Redis.
+    const now = {
+      tokens: view.workers.reduce((sum, w) => sum + w.recent_tokens_per_s, 0),
+      queued: view.queues.reduce((sum, q) => sum + q.depth, 0),
+      busy: view.workers.reduce((sum, w) => sum + w.active, 0),
+    };
     return [
       view.problems.map((p) => callout("warn", "Attention:", p)),
       h("div", { class: "cards" },
         card("Workers", String(view.workers.length), "answering now"),
-        card("Tokens / s", num(last.tokens_per_s), "generated, last minute"),
-        card("Queued jobs", String(last.queued ?? 0), "waiting in all queues"),
-        card("Busy slots", String(last.busy ?? 0), "jobs running now"),
+        card("Tokens / s", num(now.tokens), "generated, last minute"),
+        card("Queued jobs", String(now.queued), "waiting in all queues"),
+        card("Busy slots", String(now.busy), "jobs running now"),
         card("Redis", view.redis, "broker and results", "small")),
       h("div", { class: "charts" },
-        chart("Tokens / s", view.samples.map((s) => s.tokens_per_s), num(last.tokens_per_s)),
-        chart("Queue depth", view.samples.map((s) => s.queued), String(last.queued ?? 0)),
+        chart("Tokens / s", view.samples.map((s) => s.tokens_per_s), num(now.tokens)),
+        chart("Queue depth", view.samples.map((s) => s.queued), String(now.queued)),
         chart("Batch size", view.samples.map((s) => s.batch_size), num(last.batch_size))),
       h("h2", {}, "Workers"),
       table(["Worker", "Model", "Device", "Compute", "Queues", "In flight", "Tokens/s", "Jobs ok / failed"],
@@ -71,7 +77,12 @@ function chart(title, values, latest) {
   return h("div", { class: "card chart-card" },
     h("div", { class: "card-title" }, title, h("span", { class: "latest" }, latest)),
     lineChart(values),
-    h("div", { class: "card-note" }, `last ${values.length} samples, one every 2 s`));
+    h("div", { class: "card-note" }, `last ${Math.round(values.length * 2 / 60) || "<1"} min · peak ${num(peak(values))}`));
+}
+
+function peak(values) {
+  const seen = values.filter((v) => v !== null && v !== undefined);
+  return seen.length ? Math.max(...seen) : null;
 }
 
 function workerRow(w) {
@@ -79,14 +90,18 @@ function workerRow(w) {
   const failed = (w.jobs.failed || 0) + (w.jobs.crashed || 0);
   return [
     h("span", { class: "mono" }, w.name),
-    w.model || badge("loading…", "warn"),
-    w.device || "?",
-    w.compute_type || "?",
+    w.model || (servesModel(w) ? badge("loading…", "warn") : h("span", { class: "muted" }, "none (knowledge base)")),
+    w.device || "–",
+    w.compute_type || "–",
     w.queues.map((q) => badge(q, "plain")),
     `${w.active} / ${w.concurrency ?? "?"}`,
     num(w.recent_tokens_per_s),
     [String(ok), " / ", failed ? badge(String(failed), "bad") : "0"],
   ];
+}
+
+function servesModel(w) {
+  return w.queues.includes("qfleet.generate") || w.queues.includes("qfleet.extract");
 }
 
 function queueRow(q) {

@@ -65,18 +65,32 @@ export function playgroundPage(root) {
     stopButton.disabled = false;
     fill(status, "Submitting…");
     let reply = "";
+    let pieces = 0;
+    bubble.dataset.state = "waiting";
     try {
       await streamEvents("/playground/chat", request, (event, data) => {
-        if (event === "job") fill(status, `job ${data.job_id} queued on ${data.queue}`);
+        if (event === "job") { bubble.dataset.job = data.job_id; fill(status, `job ${data.job_id} queued on ${data.queue}`); }
         else if (event === "status") fill(status, callout("warn", "Waiting:", data.message));
-        else if (event === "token") { reply += data.t; answer.textContent = reply; fill(status, "streaming…"); }
-        else if (event === "done") { reply = finish(data, reply, answer, meta); fill(status, ""); }
-        else if (event === "error") { bubble.classList.add("failed"); fill(status, callout("bad", `The job failed (${data.code}):`, data.message)); }
+        else if (event === "token") {
+          reply += data.t;
+          answer.textContent = reply;
+          bubble.dataset.pieces = String(++pieces);
+          fill(status, "streaming…");
+        } else if (event === "done") {
+          reply = finish(data, reply, answer, meta);
+          bubble.dataset.state = "done";
+          fill(status, "");
+        } else if (event === "error") {
+          bubble.classList.add("failed");
+          bubble.dataset.state = "failed";
+          fill(status, callout("bad", `The job failed (${data.code}):`, data.message));
+        }
       }, controller.signal);
       if (reply) history.push({ role: "assistant", content: reply }); else history.pop();
     } catch (failure) {
       history.pop();
       bubble.classList.add("failed");
+      bubble.dataset.state = "failed";
       fill(status, failure.name === "AbortError" ? callout("warn", "Stopped:", "the job was cancelled.") : callout("bad", "Refused:", failure.message));
     } finally {
       controller = null;
