@@ -60,7 +60,9 @@ def confirm(page: Page) -> None:
     page.click("#confirm-ok")
 
 
-def start_run(env: dict[str, str], folder: Path, run_id: str, items: int, window: int) -> tuple[subprocess.Popen[bytes], Path]:  # fmt: skip
+def start_run(
+    env: dict[str, str], folder: Path, run_id: str, items: int, window: int
+) -> tuple[subprocess.Popen[bytes], Path]:
     """`qfleet run submit` of `items` generate prompts, as a user starts one."""
     prompts = folder / f"{run_id}.jsonl"
     lines = (json.dumps({"id": f"i{i}", "prompt": f"Item {i}: say hello"}) for i in range(items))
@@ -201,6 +203,7 @@ def ask_with_retrieval(page: Page) -> tuple[str, str]:
     """Ask QUESTION with retrieval on; returns the answer and the sources line."""
     go(page, "playground")
     page.get_by_label("Answer from the knowledge base (retrieval)").check()
+    page.get_by_label("Max tokens").fill("24")
     page.get_by_label("prompt", exact=True).fill(QUESTION)
     page.get_by_role("button", name="Send").click()
     bubble = page.locator(".msg.assistant").last
@@ -208,9 +211,7 @@ def ask_with_retrieval(page: Page) -> tuple[str, str]:
     return bubble.locator(".text").inner_text(), bubble.locator(".sources").inner_text()
 
 
-def test_roll_back_a_knowledge_source_and_the_answer_changes(
-    page: Page, screenshots: Path
-) -> None:
+def test_roll_back_a_knowledge_source_and_the_answer_changes(page: Page, screenshots: Path) -> None:
     # Given two versions of a source ingested from files through the page
     go(page, "knowledge")
     ingest_file(page, "v1", 8080)
@@ -220,7 +221,7 @@ def test_roll_back_a_knowledge_source_and_the_answer_changes(
     # When the question is asked with retrieval, Then the answer cites v2
     first_answer, first_sources = ask_with_retrieval(page)
     assert SOURCE in first_sources
-    assert "v v2" in first_sources
+    assert "version v2" in first_sources
     page.screenshot(path=screenshots / "playground.png", full_page=True)
     # When the source is rolled back to v1 on the Knowledge page
     go(page, "knowledge")
@@ -237,8 +238,8 @@ def test_roll_back_a_knowledge_source_and_the_answer_changes(
     page.screenshot(path=screenshots / "knowledge.png", full_page=True)
     # And the same question is now answered from v1 (not from a cached v2 answer)
     second_answer, second_sources = ask_with_retrieval(page)
-    assert "v v1" in second_sources
-    assert "v v2" not in second_sources
+    assert "version v1" in second_sources
+    assert "version v2" not in second_sources
     print(f"answer with v2: {first_answer!r}; after rollback to v1: {second_answer!r}")
 
 
@@ -285,18 +286,16 @@ def test_markup_is_shown_as_text_never_interpreted(
     page: Page, console: Console, fleet: FleetClient
 ) -> None:
     # Given markup in a document and a source URL of the knowledge base, and in an error message
-    KnowledgeClient(fleet).ingest(
-        IngestJob(documents=[KnowledgeDocument(
-            source_url=f"kb://{MARKUP}", text=f"Injected markup test document: {MARKUP}",
-        )])  # fmt: skip
+    document = KnowledgeDocument(
+        source_url=f"kb://{MARKUP}", text=f"Injected markup test document: {MARKUP}"
     )
-    fleet.dead_letters.add(
-        DeadLetter(
-            job_id="markup-letter", task="qfleet.generate", queue=QUEUE_GENERATE,
-            payload={"prompt": MARKUP}, error_code="boom", error_message=f"failed: {MARKUP}",
-            attempts=1,
-        )  # fmt: skip
-    )
+    KnowledgeClient(fleet).ingest(IngestJob(documents=[document]))
+    letter = DeadLetter(
+        job_id="markup-letter", task="qfleet.generate", queue=QUEUE_GENERATE,
+        payload={"prompt": MARKUP}, error_code="boom", error_message=f"failed: {MARKUP}",
+        attempts=1,
+    )  # fmt: skip
+    fleet.dead_letters.add(letter)
     # When each page shows them, and a prompt holds markup too
     go(page, "knowledge")
     expect(page.locator("#page-knowledge")).to_contain_text(f"kb://{MARKUP}", timeout=WAIT_MS)

@@ -33,7 +33,14 @@ from qfleet.producer.gateway.state import GatewayState
 from qfleet.tasks.constants import QUEUE_EXTRACT, QUEUE_GENERATE, QUEUE_RETRIEVE
 from qfleet.tasks.errors import JobFailedError, JobTimeoutError, QfleetError
 from qfleet.tasks.retrieval import RetrievalSpec
-from qfleet.tasks.schemas import ChatMessage, ExtractJob, ExtractResult, GenerateJob, JobResult
+from qfleet.tasks.schemas import (
+    ChatMessage,
+    ExtractJob,
+    ExtractResult,
+    GenerateJob,
+    JobResult,
+    validate_job,
+)
 
 JOB_TIMEOUT_S: Final = 120.0
 # Seconds without a token before the page is told where the job waits (and again every so often).
@@ -80,10 +87,11 @@ async def chat(body: ChatRequest, caller: CallerDep, state: StateDep) -> Streami
 @router.post("/playground/extract")
 def extract(body: ExtractRequest, caller: CallerDep, state: StateDep) -> ExtractResult:
     """Extract one object from the document; waits for the worker (a bounded time)."""
-    job = ExtractJob(
-        documents=[{"id": "document", "text": body.document}],  # type: ignore[list-item]
-        json_schema=body.json_schema, instructions=body.instructions, max_tokens=body.max_tokens,
-    )  # fmt: skip
+    job = validate_job({
+        "kind": "extract", "documents": [{"id": "document", "text": body.document}],
+        "json_schema": body.json_schema, "instructions": body.instructions,
+        "max_tokens": body.max_tokens,
+    })  # fmt: skip
     job_id = _submit(state, job, caller.tenant)
     try:
         result = state.fleet.wait(job_id, timeout=JOB_TIMEOUT_S)
@@ -98,23 +106,23 @@ def extract(body: ExtractRequest, caller: CallerDep, state: StateDep) -> Extract
 
 
 def _chat_job(body: ChatRequest) -> GenerateJob | ExtractJob:
+    """The job a chat turn becomes; `InvalidJobError` (a 400 naming the problem) if none can."""
     if body.json_schema is not None:
         users = [m for m in body.messages if m.role == "user"]
         systems = [m.content for m in body.messages if m.role == "system"]
         if not users:
             raise ApiError(400, "a chat with a JSON schema needs a user message", param="messages")
-        return ExtractJob(
-            documents=[{"id": "answer", "text": users[-1].content}],  # type: ignore[list-item]
-            json_schema=body.json_schema,
-            instructions="\n".join(systems) or None,
-            max_tokens=body.max_tokens,
-            temperature=body.temperature,
-        )
-    return GenerateJob(
-        messages=body.messages, max_tokens=body.max_tokens, temperature=body.temperature,
-        top_p=body.top_p, stop=body.stop, stream=True, priority="interactive",
-        retrieval=RetrievalSpec(top_k=body.top_k) if body.retrieval else None,
-    )  # fmt: skip
+        return validate_job({
+            "kind": "extract", "documents": [{"id": "answer", "text": users[-1].content}],
+            "json_schema": body.json_schema, "instructions": "\n".join(systems) or None,
+            "max_tokens": body.max_tokens, "temperature": body.temperature,
+        })  # fmt: skip
+    return validate_job({
+        "messages": [m.model_dump() for m in body.messages], "max_tokens": body.max_tokens,
+        "temperature": body.temperature, "top_p": body.top_p, "stop": body.stop, "stream": True,
+        "priority": "interactive",
+        "retrieval": RetrievalSpec(top_k=body.top_k).model_dump() if body.retrieval else None,
+    })  # fmt: skip
 
 
 def _first_queue(job: GenerateJob | ExtractJob) -> str:

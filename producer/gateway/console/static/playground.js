@@ -113,7 +113,7 @@ export function playgroundPage(root) {
     if (data.status === "failed") meta.append(callout("bad", "Extraction failed:", data.error || "?"));
     if (data.sources && data.sources.length) {
       meta.append(h("div", { class: "sources" }, h("strong", {}, "Sources: "),
-        data.sources.map((s) => h("span", { class: "source" }, h("span", { class: "mono" }, s.source_url), " ", badge(`v ${s.version}`, "plain"), " ", badge(num(s.score, 3), "info")))));
+        data.sources.map((s) => h("span", { class: "source" }, h("span", { class: "mono" }, s.source_url), " ", badge(`version ${s.version}`, "plain"), " ", badge(`score ${num(s.score, 3)}`, "info")))));
     }
     return reply;
   }
