@@ -7,6 +7,7 @@ tenant: any key may read it; changing it (rollback, ingest) needs an admin key.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Final, TypeVar
 
@@ -101,7 +102,7 @@ def sources(caller: CallerDep, state: StateDep) -> SourcesView:
     ids = _call(lambda: [kb.submit(job) for job in jobs])
     views = []
     for url, job_id in zip(urls, ids, strict=True):
-        result = _call(lambda job_id=job_id: kb.wait(job_id, timeout=KB_TIMEOUT_S))
+        result = _call(functools.partial(kb.wait, job_id, timeout=KB_TIMEOUT_S))
         views.append(SourceView(source_url=url, versions=getattr(result, "versions", [])))
     return SourcesView(stats=stats, sources=views)
 

@@ -7,8 +7,8 @@ mistake in the page could not load or run anything from elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Final
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
@@ -33,7 +33,7 @@ SECURITY_HEADERS: Final = {
 class ConsoleRoute(APIRoute):
     """A console route: failures answered in the OpenAI error shape, security headers on all."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def with_headers(request: Request) -> Response:
