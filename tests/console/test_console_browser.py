@@ -8,6 +8,7 @@ the page shows against what the fleet did.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from ops.localfleet import REPO_ROOT, WorkerProcess, qfleet_env
 from qfleet.producer.client import FleetClient
 from qfleet.producer.knowledge import KnowledgeClient
-from qfleet.tasks.constants import ATTEMPTS_KEY, QUEUE_GENERATE
+from qfleet.tasks.constants import ATTEMPTS_KEY, QUEUE_GENERATE, RUN_LEASE_S
 from qfleet.tasks.deadletters import DeadLetter
 from qfleet.tasks.knowledge import IngestJob, KnowledgeDocument
 from qfleet.tasks.schemas import GenerateJob, JobResult
@@ -152,6 +153,26 @@ def test_cancel_a_run(page: Page, kb_fleet_env: dict[str, str], tmp_path: Path) 
     assert len(out.read_text().splitlines()) < 400
 
 
+def test_resume_an_interrupted_run(
+    page: Page, kb_fleet_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a run whose producer was killed mid-run (nobody renews its lease any more)
+    process, out = start_run(kb_fleet_env, tmp_path, "console-resume", items=40, window=1)
+    go(page, "runs")
+    row = run_row(page, "console-resume")
+    expect(row).to_contain_text("running", timeout=WAIT_MS)
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+    # When the page shows it interrupted and Resume is pressed
+    expect(row).to_contain_text("interrupted", timeout=4 * RUN_LEASE_S * 1000)
+    row.get_by_role("button", name="Resume").click()
+    expect(page.locator("#page-runs .callout.good")).to_contain_text("followed again")
+    # Then the gateway follows it to the end: one line per item, none twice
+    expect(row).to_contain_text("finished", timeout=WAIT_MS * 3)
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(f"i{i}" for i in range(40))
+
+
 def test_redrive_a_dead_letter(
     page: Page, console: Console, fleet: FleetClient, screenshots: Path
 ) -> None:
@@ -260,6 +281,29 @@ def test_stream_a_chat_answer(page: Page, fleet: FleetClient, screenshots: Path)
     assert pieces > 1, "the answer came in one piece: it was not streamed"
     assert bubble.locator(".text").inner_text() == result.text.strip()
     expect(bubble.locator(".meta")).to_contain_text(f"{result.usage.completion_tokens} tokens")
+
+
+def test_schema_answers_and_extraction(page: Page) -> None:
+    # Given the Playground with a JSON schema for the chat
+    go(page, "playground")
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+              "required": ["city"]}  # fmt: skip
+    page.get_by_label("JSON schema").fill(json.dumps(schema))
+    # When a question is sent, Then the answer is one object of that schema
+    page.get_by_label("prompt", exact=True).fill("Where is the Eiffel tower?")
+    page.get_by_role("button", name="Send").click()
+    bubble = page.locator(".msg.assistant").last
+    expect(bubble).to_have_attribute("data-state", "done", timeout=WAIT_MS)
+    answer = json.loads(bubble.locator(".text").inner_text())
+    assert isinstance(answer["city"], str)
+    # When a pasted document is extracted against the default schema
+    page.get_by_label("document").fill("Ada Lovelace was born in 1815 in London.")
+    page.get_by_role("button", name="Extract").click()
+    # Then the object is shown with its status
+    result = page.locator("#page-playground pre.payload")
+    expect(result).to_be_visible(timeout=WAIT_MS)
+    extracted = json.loads(result.inner_text())
+    assert isinstance(extracted["name"], str)
 
 
 def test_fleet_page_shows_workers_queues_and_charts(
