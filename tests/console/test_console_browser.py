@@ -311,13 +311,24 @@ def test_fleet_page_shows_workers_queues_and_charts(
 ) -> None:
     # Given a fleet serving jobs
     go(page, "fleet")
-    ids = [fleet.submit(GenerateJob(prompt=f"chart {i}", max_tokens=24)) for i in range(40)]
+    # (long answers, so the backlog lasts several page refreshes, whatever the CPU's speed)
+    ids = [
+        fleet.submit(GenerateJob(prompt=f"chart {i}", max_tokens=160, priority=priority))
+        for i in range(24)
+        for priority in ("interactive", "bulk")
+    ]
     # Then the backlog shows per queue and priority while it lasts
     generate_row = page.locator("#page-fleet tr", has=page.locator("text=qfleet.generate")).last
     expect(generate_row).to_contain_text("p0:", timeout=WAIT_MS)
+    # (a few more samples, so the screenshot's charts have a shape)
+    lines = page.locator("#page-fleet polyline")
+    for _ in range(20):
+        if lines.count() and len((lines.first.get_attribute("points") or "").split()) >= 8:
+            break
+        time.sleep(1)
     page.screenshot(path=screenshots / "fleet.png", full_page=True)
     for job_id in ids:
-        fleet.wait(job_id, timeout=120)
+        fleet.wait(job_id, timeout=300)
     fleet_page = page.locator("#page-fleet")
     # Then it shows each worker's model and queues, each queue's consumers, and three charts
     expect(fleet_page).to_contain_text("qfleet.generate")

@@ -196,7 +196,8 @@ def _record_sample(
     )
     redis, prefix = state.redis, state.settings.redis_key_prefix
     try:
-        if redis.set(prefix + SAMPLE_TICK_KEY, "1", nx=True, ex=SAMPLE_EVERY_S):
+        stored = bool(redis.set(prefix + SAMPLE_TICK_KEY, "1", nx=True, ex=SAMPLE_EVERY_S))
+        if stored:
             pipe = redis.pipeline()
             pipe.lpush(prefix + SAMPLES_KEY, sample.model_dump_json())
             pipe.ltrim(prefix + SAMPLES_KEY, 0, SAMPLES_KEPT - 1)
@@ -205,4 +206,6 @@ def _record_sample(
         raws: list[Any] = redis.lrange(prefix + SAMPLES_KEY, 0, SAMPLES_KEPT - 1)
     except RedisError:
         return [sample]
-    return [Sample.model_validate(json.loads(raw)) for raw in reversed(raws)]
+    samples = [Sample.model_validate(json.loads(raw)) for raw in reversed(raws)]
+    # The charts end at this moment even when another poll stored this tick's sample.
+    return samples if stored else [*samples[-(SAMPLES_KEPT - 1) :], sample]

@@ -13,7 +13,7 @@ export function lineChart(values, { width = 280, height = 64 } = {}) {
   root.append(svg("line", { x1: 0, y1: height - 1, x2: width, y2: height - 1, class: "axis" }));
   if (points.length < 2) {
     const note = svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "no-data" });
-    note.textContent = "no data in the last minute";
+    note.textContent = values.some((v) => v !== null && v !== undefined) ? "collecting samples…" : "no jobs in this window";
     root.append(note);
     return root;
   }
