@@ -62,11 +62,12 @@ def confirm(page: Page) -> None:
 
 
 def start_run(
-    env: dict[str, str], folder: Path, run_id: str, items: int, window: int
+    env: dict[str, str], folder: Path, run_id: str, items: int, window: int, oversized: int = 0
 ) -> tuple[subprocess.Popen[bytes], Path]:
-    """`qfleet run submit` of `items` generate prompts, as a user starts one."""
+    """`qfleet run submit` of `items` generate prompts (and `oversized` ones it must refuse)."""
     prompts = folder / f"{run_id}.jsonl"
-    lines = (json.dumps({"id": f"i{i}", "prompt": f"Item {i}: say hello"}) for i in range(items))
+    lines = [json.dumps({"id": f"i{i}", "prompt": f"Item {i}: say hello"}) for i in range(items)]
+    lines += [json.dumps({"id": f"big{i}", "prompt": "x" * 40_000}) for i in range(oversized)]
     prompts.write_text("\n".join(lines) + "\n")
     out = folder / f"{run_id}.out.jsonl"
     args = [sys.executable, "-m", "qfleet.producer.cli", "run", "submit", str(prompts),
@@ -109,32 +110,40 @@ def test_sign_in_with_a_key(
 def test_watch_a_bulk_run_progress_and_finish(
     page: Page, kb_fleet_env: dict[str, str], tmp_path: Path, screenshots: Path
 ) -> None:
-    # Given a bulk run of 60 prompts started from the CLI
-    process, out = start_run(kb_fleet_env, tmp_path, "console-progress", items=60, window=2)
+    # Given a bulk run of 60 prompts, and 2 too large to send, started from the CLI
+    process, out = start_run(
+        kb_fleet_env, tmp_path, "console-progress", items=60, window=2, oversized=2
+    )
     go(page, "runs")
     row = run_row(page, "console-progress")
     expect(row).to_be_visible(timeout=WAIT_MS)
+    row.get_by_role("button", name="Details").click()
     # When the page is watched, Then its progress bar moves through partial values to the end
     seen: set[int] = set()
     deadline = time.monotonic() + 240
     while "finished" not in row.inner_text():
         assert time.monotonic() < deadline, f"the run did not finish; progress seen: {seen}"
-        seen.add(int(row.locator("[role=progressbar]").get_attribute("aria-valuenow") or 0))
-        if len(seen) == 2 and 0 < max(seen) < 100:
+        value = int(row.locator("[role=progressbar]").get_attribute("aria-valuenow") or 0)
+        if 0 < value < 100 and not any(0 < v < 100 for v in seen):
             page.screenshot(path=screenshots / "runs.png", full_page=True)
+        seen.add(value)
         time.sleep(0.5)
     assert any(0 < value < 100 for value in seen), seen
-    assert process.wait(60) == 0, (tmp_path / "console-progress.log").read_text()
+    assert process.wait(60) == 1, (tmp_path / "console-progress.log").read_text()  # failures
     expect(row.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "100")
-    expect(row).to_contain_text("60 / 60")
-    # And its output downloads from the detail view, one line per item
-    row.get_by_role("button", name="Details").click()
-    expect(page.locator(".detail")).to_contain_text("No error lines")
+    expect(row).to_contain_text("62 / 62")
+    # And the detail view shows the two refusals, and downloads the output: one line per item
+    detail = page.locator("#page-runs .detail")
+    expect(detail).to_contain_text("Last 2 error lines")
+    expect(detail.locator(".error-line")).to_have_count(2)
+    expect(detail.locator(".error-line").first).to_contain_text("QFLEET_MAX_PROMPT_CHARS")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download output").click()
     lines = Path(download.value.path()).read_text().splitlines()
-    assert len(lines) == 60
     assert lines == out.read_text().splitlines()
+    # (a native run's output holds every item, failures included)
+    ids = sorted(json.loads(line)["id"] for line in lines)
+    assert ids == sorted([f"i{i}" for i in range(60)] + ["big0", "big1"])
 
 
 def test_cancel_a_run(page: Page, kb_fleet_env: dict[str, str], tmp_path: Path) -> None:
