@@ -386,3 +386,24 @@ def test_markup_is_shown_as_text_never_interpreted(
     policy = response.headers["content-security-policy"]
     assert "script-src 'self'" in policy
     assert "default-src 'none'" in policy
+
+
+def test_purge_every_dead_letter_after_a_confirmation(page: Page, fleet: FleetClient) -> None:
+    # Given a dead letter
+    letter = DeadLetter(
+        job_id="purge-me", task="qfleet.generate", queue=QUEUE_GENERATE, payload={},
+        error_code="boom", error_message="gone soon", attempts=1,
+    )  # fmt: skip
+    fleet.dead_letters.add(letter)
+    go(page, "deadletters")
+    expect(page.locator("[data-job='purge-me']")).to_be_visible()
+    # When Purge all is pressed and the confirmation refused, Then nothing is deleted
+    page.get_by_role("button", name="Purge all…").click()
+    expect(page.locator("#confirm")).to_contain_text("Purge every dead letter")
+    page.click("#confirm-cancel")
+    assert fleet.dead_letters.get("purge-me") is not None
+    # When it is pressed again and confirmed, Then the store is empty and the page says so
+    page.get_by_role("button", name="Purge all…").click()
+    confirm(page)
+    expect(page.locator("#page-deadletters")).to_contain_text("No dead letters")
+    assert fleet.dead_letters.count() == 0
