@@ -43,6 +43,8 @@ class WorkerStatus(BaseModel):
     jobs_done: int = 0
     jobs: dict[str, int] = Field(default_factory=dict)
     tokens_per_s: float = 0.0
+    recent_tokens_per_s: float = 0.0
+    recent_batch_size: float | None = None
     active: int = 0
     metrics_port: int | None = None
 
@@ -131,6 +133,8 @@ def _worker(name: str, replies: dict[str, Replies]) -> WorkerStatus:
         jobs_done=counters.get("jobs_done", sum(stats.get("total", {}).values())),
         jobs=counters.get("jobs", {}),
         tokens_per_s=counters.get("tokens_per_s", 0.0),
+        recent_tokens_per_s=counters.get("recent_tokens_per_s", 0.0),
+        recent_batch_size=counters.get("recent_batch_size"),
         active=len(replies["active"].get(name, [])),
         metrics_port=info.get("metrics_port"),
     )

@@ -168,6 +168,9 @@ class KnowledgeStats(_Model):
     sources: int
     backend: str
     embedder: str
+    source_urls: list[str] = Field(
+        default_factory=list, description="The sources with a latest version, sorted (first 1,000)."
+    )
 
 
 class KnowledgeAdminResult(_Model):

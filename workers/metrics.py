@@ -116,17 +116,19 @@ class WorkerStats:
     jobs: dict[str, int] = field(default_factory=dict)
     tokens: int = 0
     generate_seconds: float = 0.0
-    recent: deque[tuple[float, str, int]] = field(default_factory=deque)
+    recent: deque[tuple[float, str, int, int]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, kind: str, outcome: str, tokens: int = 0, generate_s: float = 0.0) -> None:
-        """Count one finished job."""
+    def add(
+        self, kind: str, outcome: str, tokens: int = 0, generate_s: float = 0.0, batch_size: int = 0
+    ) -> None:
+        """Count one finished job (`batch_size` 0: it ran in no engine batch)."""
         now = time.monotonic()
         with self.lock:
             self.jobs[outcome] = self.jobs.get(outcome, 0) + 1
             self.tokens += tokens
             self.generate_seconds += generate_s
-            self.recent.append((now, kind, tokens))
+            self.recent.append((now, kind, tokens, batch_size))
             self._trim(now)
 
     def snapshot(self) -> dict[str, Any]:
@@ -135,15 +137,18 @@ class WorkerStats:
         with self.lock:
             self._trim(now)
             by_kind: dict[str, float] = {}
-            for _, kind, _ in self.recent:
+            for _, kind, _, _ in self.recent:
                 by_kind[kind] = by_kind.get(kind, 0.0) + 60.0 / RATE_WINDOW_S
+            batches = [size for *_, size in self.recent if size]
             return {
                 "jobs": dict(self.jobs),
                 "jobs_done": sum(self.jobs.values()),
                 "tokens_generated": self.tokens,
                 "tokens_per_s": self.tokens / self.generate_seconds if self.generate_seconds else 0,
                 "recent_jobs_per_min_by_kind": by_kind,
-                "recent_tokens_per_s": sum(t for _, _, t in self.recent) / RATE_WINDOW_S,
+                "recent_tokens_per_s": sum(t for _, _, t, _ in self.recent) / RATE_WINDOW_S,
+                # The console's batch-size chart: mean rows per engine call over the window.
+                "recent_batch_size": sum(batches) / len(batches) if batches else None,
             }
 
     def _trim(self, now: float) -> None:
@@ -297,5 +302,6 @@ def _count_outcome(kind: str, outcome: dict[str, Any]) -> None:
     QUEUE_WAIT_SECONDS.labels(worker=worker, kind=kind).observe(
         float(timings.get("queued_ms", 0.0)) / 1000
     )
-    BATCH_SIZE.labels(worker=worker, kind=kind).observe(int(outcome.get("batch_size") or 1))
-    stats.add(kind, "succeeded", tokens, generate_s)
+    batch_size = int(outcome.get("batch_size") or 1)
+    BATCH_SIZE.labels(worker=worker, kind=kind).observe(batch_size)
+    stats.add(kind, "succeeded", tokens, generate_s, batch_size)

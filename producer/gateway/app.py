@@ -12,6 +12,7 @@ from qfleet.producer.gateway.errors import install_error_handlers
 from qfleet.producer.gateway.routers import (
     batches,
     chat,
+    console,
     embeddings,
     files,
     health,
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(embeddings.router)
     app.include_router(jobs.router)
     app.include_router(knowledge.router)
-    # Resource routers are added here, one line each (see routers/).
+    app.include_router(console.router)
     app.include_router(files.router)
     app.include_router(batches.router)
     return app

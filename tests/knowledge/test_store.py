@@ -100,8 +100,10 @@ def test_filters_on_tags_time_and_version(store: KnowledgeStore) -> None:
 def test_delete_removes_every_version(store: KnowledgeStore) -> None:
     store.ingest([doc("kb://d", "1", "Delta one."), doc("kb://e", "1", "Echo one.")])
     store.ingest([doc("kb://d", "2", "Delta two.", at=T0 + timedelta(1))])
+    assert store.stats().source_urls == ["kb://d", "kb://e"]  # each source once (the console)
     assert store.delete("kb://d") == 2
     assert store.stats().sources == 1
+    assert store.stats().source_urls == ["kb://e"]
     with pytest.raises(NotFoundError):
         store.versions("kb://d")
 

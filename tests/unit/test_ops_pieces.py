@@ -121,12 +121,13 @@ def test_worker_stats_count_outcomes_and_forget_old_rates() -> None:
     from qfleet.workers.metrics import RATE_WINDOW_S, WorkerStats
 
     stats = WorkerStats()
-    stats.add("generate", "succeeded", tokens=40, generate_s=0.5)
+    stats.add("generate", "succeeded", tokens=40, generate_s=0.5, batch_size=4)
     stats.add("generate", "failed")
-    stats.recent.appendleft((time.monotonic() - RATE_WINDOW_S - 1, "generate", 1000))
+    stats.recent.appendleft((time.monotonic() - RATE_WINDOW_S - 1, "generate", 1000, 0))
     snapshot = stats.snapshot()
     assert snapshot["jobs"] == {"succeeded": 1, "failed": 1}
     assert snapshot["jobs_done"] == 2
     assert snapshot["tokens_per_s"] == 80
     assert snapshot["recent_jobs_per_min_by_kind"] == {"generate": 2.0}
     assert snapshot["recent_tokens_per_s"] == 40 / RATE_WINDOW_S
+    assert snapshot["recent_batch_size"] == 4  # the failed job ran in no batch

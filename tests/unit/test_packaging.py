@@ -6,6 +6,7 @@ import ast
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,14 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert built.returncode == 0, built.stderr
     (path,) = out.glob("qfleet-*.whl")
     return path
+
+
+def test_wheel_carries_the_console_page(wheel: Path) -> None:
+    # The console has no build step: its static files must travel inside the package.
+    static = REPO_ROOT / "producer" / "gateway" / "console" / "static"
+    expected = {f"qfleet/producer/gateway/console/static/{p.name}" for p in static.iterdir()}
+    assert {"index.html", "app.js", "app.css"} <= {p.name for p in static.iterdir()}
+    assert expected <= set(zipfile.ZipFile(wheel).namelist())
 
 
 def test_wheel_installs_beside_a_celery_service(

@@ -47,6 +47,8 @@ _CANDIDATES_PER_RESULT = 4
 _MIN_CANDIDATES = 20
 # The least say the dense list keeps in the fusion, however unreadable the query is to it.
 _MIN_DENSE_WEIGHT = 0.05
+# Sources named by `stats` (the console lists them); the count is always exact.
+MAX_SOURCES_LISTED = 1_000
 Signals = Literal["hybrid", "dense", "lexical"]
 
 
@@ -177,12 +179,14 @@ class KnowledgeStore:
         with self._lock:
             latest = self.index.scroll([Match("latest", 1)])
             total = self.index.count([])
+        sources = sorted({str(r.payload["source"]) for r in latest})
         return KnowledgeStats(
             chunks=total,
             latest_chunks=len(latest),
-            sources=len({r.payload["source"] for r in latest}),
+            sources=len(sources),
             backend=self.backend,
             embedder=self.embedder.model_id,
+            source_urls=sources[:MAX_SOURCES_LISTED],
         )
 
     def close(self) -> None:
