@@ -13,18 +13,20 @@ from typing import Any
 from celery.worker.control import inspect_command
 
 from qfleet.tasks.constants import INSPECT_QFLEET_INFO
-from qfleet.workers.main import runtime, settings
+from qfleet.tasks.settings import Settings
+from qfleet.workers.context import WorkerContext, context_of
 from qfleet.workers.metrics import exporter_port, stats
 
 
-def batch_settings() -> dict[str, Any]:
+def batch_settings(settings: Settings) -> dict[str, Any]:
     """The worker's batching knobs: every setting whose name mentions batch."""
     return {name: value for name, value in settings.model_dump().items() if "batch" in name}
 
 
-def worker_info() -> dict[str, Any]:
+def worker_info(context: WorkerContext) -> dict[str, Any]:
     """What this worker process serves and how it has done, as JSON data."""
-    loaded = runtime.loaded
+    settings = context.settings
+    loaded = context.runtime.loaded
     model = None
     if loaded is not None:
         model = {
@@ -37,7 +39,7 @@ def worker_info() -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "model": model,
-        "batch": batch_settings(),
+        "batch": batch_settings(settings),
         "metrics_port": exporter_port(),
         "stats": stats.snapshot(),
     }
@@ -46,4 +48,4 @@ def worker_info() -> dict[str, Any]:
 @inspect_command(name=INSPECT_QFLEET_INFO)
 def qfleet_info(state: Any, **_: Any) -> dict[str, Any]:
     """qfleet: model, device, batch settings and throughput of this worker."""
-    return worker_info()
+    return worker_info(context_of(state.consumer.app))
