@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from celery import shared_task
@@ -33,6 +34,9 @@ from qfleet.workers.policy import JobContext, JobTask
 from qfleet.workers.streaming import TokenStream
 
 log = logging.getLogger("qfleet.worker")
+
+# How often a job thread waiting on the engine looks at its job's cancel flag and deadline.
+WAIT_POLL_S = 0.05
 
 
 @shared_task(base=JobTask, name=TASK_GENERATE, bind=True)
@@ -140,7 +144,7 @@ def run_generate(
         cancelled=ctx.cancelled if ctx else None,
     )
     sampling = Sampling(temperature=job.temperature, top_p=job.top_p, top_k=job.top_k)
-    output = batcher.generate(request, sampling)
+    output = _wait(batcher.submit(request, sampling), ctx)
     finish_reason = _settled(output)
     finished = time.time()
     submitted = submitted_at if submitted_at is not None else started
@@ -176,6 +180,27 @@ def _check_fits(
             f"{model_id} holds {context} tokens; shorten the prompt or lower max_tokens to at "
             f"most {max(budget, 0)}"
         )
+
+
+def _wait(future: Future[GenerationOutput], ctx: JobContext | None) -> GenerationOutput:
+    """The row's output; a cancelled or timed-out job answers now, not when its batch ends.
+
+    The engine stops the row itself at its next token (its `cancelled`/`deadline`); the job
+    thread need not wait for the batch-mates that keep the engine call going.
+    """
+    while True:
+        try:
+            return future.result(timeout=WAIT_POLL_S)
+        except TimeoutError:
+            if ctx is None:
+                continue
+            if ctx.cancelled():
+                raise JobCancelledError("the job was cancelled while it generated") from None
+            if ctx.deadline is not None and time.monotonic() > ctx.deadline:
+                raise JobTimeoutError(
+                    "the job ran past its soft time limit while it generated "
+                    "(QFLEET_TASK_SOFT_TIME_LIMIT_S)"
+                ) from None
 
 
 def _settled(output: GenerationOutput) -> FinishReason:
