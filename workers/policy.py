@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, states
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from pydantic import BaseModel
 
 from qfleet.tasks.constants import ATTEMPTS_KEY, RUNNING_KEY
@@ -190,7 +190,10 @@ class JobPolicy:
             log.warning(
                 "job %s is running elsewhere; this copy checks again in %.1fs", job.job_id, wait_s
             )
-            raise job.task.retry(countdown=wait_s, max_retries=None)
+            # A new message, not Celery's retry state: a RETRY stored now could overwrite the
+            # owner's SUCCESS, and this copy's next delivery would no longer see it finished.
+            job.task.retry(countdown=wait_s, max_retries=None, throw=False)
+            raise Ignore()
         return lock
 
     @property
