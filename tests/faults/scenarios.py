@@ -4,11 +4,13 @@ and one line per scenario with its numbers (submitted, completed, duplicates, lo
 from __future__ import annotations
 
 import collections
+import contextlib
 import re
 import time
 import uuid
 
-from qfleet.producer.client import FleetClient
+from ops.localfleet import Supervisor
+from qfleet.producer.client import BROKER_ERRORS, FleetClient
 from qfleet.tasks.schemas import GenerateJob, JobError, JobResult
 from qfleet.tasks.settings import Settings
 
@@ -84,3 +86,23 @@ def report(
         f"\nSCENARIO {scenario}: submitted={submitted} completed={completed} "
         f"duplicates={duplicates} lost={lost} recovery={recovery}"
     )
+
+
+def wait_all(
+    fleet: FleetClient, ids: list[str], supervisor: Supervisor, timeout: float
+) -> list[JobResult]:
+    """Every job's result, keeping the supervised worker alive while Redis comes back."""
+    deadline = time.monotonic() + timeout
+    results: dict[str, JobResult] = {}
+    while len(results) < len(ids):
+        assert time.monotonic() < deadline, f"{len(ids) - len(results)} jobs without a result"
+        supervisor.keep_alive()
+        for job_id in ids:
+            if job_id not in results:
+                with contextlib.suppress(*BROKER_ERRORS):  # Redis may still be coming back
+                    outcome = fleet.result(job_id)
+                    if outcome is not None:
+                        assert isinstance(outcome, JobResult), outcome
+                        results[job_id] = outcome
+        time.sleep(0.1)
+    return [results[i] for i in ids]

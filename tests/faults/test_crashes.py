@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from ops.localfleet import RedisServer, Supervisor, WorkerProcess
-from qfleet.producer.client import BROKER_ERRORS, FleetClient
 from qfleet.tasks.constants import QUEUE_GENERATE
 from qfleet.tasks.schemas import GenerateJob, JobResult
 from tests.faults.scenarios import (
@@ -24,6 +23,7 @@ from tests.faults.scenarios import (
     long_job,
     own_fleet,
     report,
+    wait_all,
     wait_outcome,
     wait_running,
 )
@@ -134,6 +134,8 @@ def test_redis_sigkilled_mid_run_every_job_completes(
         "QFLEET_BROKER_URL": redis_server.url,
         "QFLEET_REDIS_KEY_PREFIX": "",
         "QFLEET_VISIBILITY_TIMEOUT_S": "8",
+        "QFLEET_TASK_SOFT_TIME_LIMIT_S": "5",
+        "QFLEET_TASK_TIME_LIMIT_S": "6",
         "QFLEET_UNACKED_RESTORE_INTERVAL_S": "1",
         "QFLEET_LEDGER_SWEEP_INTERVAL_S": "1",
         "QFLEET_LEDGER_MIN_AGE_S": "3",
@@ -151,7 +153,7 @@ def test_redis_sigkilled_mid_run_every_job_completes(
             redis_server.start()
             restarted_at = time.monotonic()
             # Then every job completes
-            results = _wait_all(fleet, ids, supervisor, timeout=180)
+            results = wait_all(fleet, ids, supervisor, timeout=180)
             recovery_s = time.monotonic() - restarted_at
         runs = completions(supervisor.logs())
     finally:
@@ -170,22 +172,3 @@ def test_redis_sigkilled_mid_run_every_job_completes(
         lost=submitted - len(results),
         recovery_s=recovery_s,
     )
-
-
-def _wait_all(
-    fleet: FleetClient, ids: list[str], supervisor: Supervisor, timeout: float
-) -> list[JobResult]:
-    deadline = time.monotonic() + timeout
-    results: dict[str, JobResult] = {}
-    while len(results) < len(ids):
-        assert time.monotonic() < deadline, f"{len(ids) - len(results)} jobs without a result"
-        supervisor.keep_alive()
-        for job_id in ids:
-            if job_id not in results:
-                with contextlib.suppress(*BROKER_ERRORS):  # Redis may still be coming back
-                    outcome = fleet.result(job_id)
-                    if outcome is not None:
-                        assert isinstance(outcome, JobResult), outcome
-                        results[job_id] = outcome
-        time.sleep(0.1)
-    return [results[i] for i in ids]

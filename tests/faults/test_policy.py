@@ -3,12 +3,13 @@ fails for good is dead-lettered with its payload like a generate job."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from ops.localfleet import WorkerProcess
+from ops.localfleet import ChildProcess, WorkerProcess
 from qfleet.tasks.constants import (
     QUEUE_INGEST,
     TASK_EXTRACT,
@@ -19,7 +20,7 @@ from qfleet.tasks.constants import (
     TASK_RETRIEVE,
 )
 from qfleet.tasks.deadletters import DeadLetterStore
-from qfleet.tasks.schemas import JobError
+from qfleet.tasks.schemas import GenerateJob, JobError, JobResult
 from qfleet.tasks.settings import Settings
 from tests.faults.scenarios import client, own_fleet, wait_outcome
 
@@ -73,3 +74,26 @@ def test_a_knowledge_job_that_fails_for_good_is_dead_lettered_with_its_payload(
     assert letter is not None
     assert letter.payload == payload
     assert letter.task == TASK_KB_ADMIN
+
+
+@pytest.mark.integration
+def test_qfleet_worker_options_reach_the_worker_without_the_environment(
+    fleet_env: dict[str, str], key_prefix: str, tiny_model: Path, tmp_path: Path
+) -> None:
+    # Given an environment that names no model
+    env = own_fleet(fleet_env, key_prefix)
+    del env["QFLEET_MODEL_DIR"]
+    # When `qfleet worker` is given the model and the concurrency as options
+    args = [sys.executable, "-m", "qfleet.producer.cli", "worker", "--model-dir", str(tiny_model),
+            "--concurrency", "3", "--hostname", "cli@test"]  # fmt: skip
+    worker = ChildProcess(args, env, tmp_path / "cli-worker.log")
+    worker._launch(lambda: " ready." in worker.log(), 90, "qfleet worker", poll=0.1)
+    try:
+        with client(env) as fleet:
+            outcome = wait_outcome(fleet, fleet.submit(GenerateJob(prompt="hi", max_tokens=3)), 60)
+    finally:
+        worker.stop()
+    # Then the worker serves that model with that concurrency
+    assert isinstance(outcome, JobResult), outcome
+    assert outcome.usage.completion_tokens == 3
+    assert "concurrency: 3" in worker.log()
