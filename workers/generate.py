@@ -133,16 +133,7 @@ def run_generate(
     if prompt.static_ids and not model.static_prompts.admit(prompt.static_ids):
         prompt = ChatPrompt([], [*prompt.static_ids, *prompt.ids])
     _check_fits(job, prompt, max_prompt_tokens, model.manifest.max_context, model.manifest.model_id)
-    request = GenerationRequest(
-        prompt_ids=prompt.ids,
-        static_prompt_ids=prompt.static_ids,
-        max_new_tokens=job.max_tokens,
-        stop=job.stop,
-        on_text=on_text,
-        lane=job.priority,
-        deadline=ctx.deadline if ctx else None,
-        cancelled=ctx.cancelled if ctx else None,
-    )
+    request = _request(job, prompt, on_text, ctx)
     sampling = Sampling(temperature=job.temperature, top_p=job.top_p, top_k=job.top_k)
     output = _wait(batcher.submit(request, sampling), ctx)
     finish_reason = _settled(output)
@@ -162,6 +153,22 @@ def run_generate(
         model=model.info,
         worker=worker,
         batch_size=output.batch_size,
+    )
+
+
+def _request(
+    job: GenerateJob, prompt: ChatPrompt, on_text: TextSink | None, ctx: JobContext | None
+) -> GenerationRequest:
+    """The engine's view of `job`: its lane (interactive or bulk), deadline and cancel check."""
+    return GenerationRequest(
+        prompt_ids=prompt.ids,
+        static_prompt_ids=prompt.static_ids,
+        max_new_tokens=job.max_tokens,
+        stop=job.stop,
+        on_text=on_text,
+        lane=job.priority,
+        deadline=ctx.deadline if ctx else None,
+        cancelled=ctx.cancelled if ctx else None,
     )
 
 
