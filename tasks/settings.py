@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(
         default=900,
         ge=1,
-        description="Unacked messages are redelivered after this; must exceed the longest job.",
+        description="Unacked messages of a dead worker are redelivered after this; a running "
+        "job's heartbeat keeps its own message, so jobs may run longer.",
     )
     unacked_restore_interval_s: int = Field(
         default=10,
@@ -196,7 +197,7 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _time_limits_fit_visibility(self) -> Settings:
+    def _limits_are_consistent(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("chunk_overlap_tokens must be below chunk_tokens")
         if self.task_soft_time_limit_s > self.task_time_limit_s:
