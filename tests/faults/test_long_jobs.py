@@ -55,6 +55,42 @@ def test_a_late_first_copy_cannot_release_the_second_copys_lock(redis_url: str) 
         client_.close()
 
 
+def test_the_heartbeat_keeps_a_running_delivery_in_kombus_unacked_index(redis_url: str) -> None:
+    from qfleet.workers.running import UNACKED_INDEX, JobWatch, RunningLock
+
+    client_ = redis.Redis.from_url(redis_url)
+    prefix = f"qfleet-test-{uuid.uuid4().hex}:"
+    try:
+        # Given a running job's delivery fetched long ago (as kombu scores it) and a finished one
+        client_.zadd(prefix + UNACKED_INDEX, {"running-tag": 1.0})
+        lock = RunningLock(client_, prefix + "lock", ttl_s=5)
+        assert lock.acquire()
+        client_.pexpire(prefix + "lock", 1_000)  # most of its time already gone
+        watch = JobWatch(client_, client_, key_prefix=prefix, heartbeat_s=1, poll_s=0.05)
+        running = watch.watch("job-a", lock, "running-tag")
+        finished = watch.watch("job-b", None, "acked-tag")
+        # When a heartbeat passes, and the job is cancelled
+        watch.heartbeat([running, finished])
+        client_.set(watch.cancel_key("job-a"), "1")
+        deadline = time.monotonic() + 5
+        while not running.cancelled.is_set():
+            assert time.monotonic() < deadline, "the watcher never saw the cancel key"
+            time.sleep(0.02)
+        watch.close()
+        # Then the running delivery looks freshly fetched, the acked one is not brought back,
+        # the lock was renewed, and only the cancelled job's flag is set
+        score = client_.zscore(prefix + UNACKED_INDEX, "running-tag")
+        assert score is not None
+        assert score > time.time() - 10
+        assert client_.zscore(prefix + UNACKED_INDEX, "acked-tag") is None
+        assert client_.pttl(prefix + "lock") > 4_000
+        assert not finished.cancelled.is_set()
+    finally:
+        for key in client_.scan_iter(match=f"{prefix}*"):
+            client_.delete(key)
+        client_.close()
+
+
 def test_a_job_longer_than_the_visibility_timeout_runs_once(
     fleet_env: dict[str, str], key_prefix: str, tmp_path: Path
 ) -> None:
