@@ -18,10 +18,10 @@ WORKER_RETRIES = 40
 PRODUCER_RETRIES = 2
 
 
-def fleet_redis(settings: Settings, *, retries: int) -> Redis:
-    """A client for the result-backend Redis that retries connection errors `retries` times."""
+def fleet_redis(settings: Settings, *, retries: int, url: str | None = None) -> Redis:
+    """A client for the result-backend Redis (or `url`) that retries connection errors."""
     return Redis.from_url(
-        settings.result_backend,
+        url or settings.result_backend,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
         retry_on_error=[ConnectionError, TimeoutError, BusyLoadingError],
         socket_connect_timeout=5,

@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(
         default=900,
         ge=1,
-        description="Unacked messages are redelivered after this; must exceed the longest job.",
+        description="Unacked messages of a dead worker are redelivered after this; a running "
+        "job's heartbeat keeps its own message, so jobs may run longer.",
     )
     unacked_restore_interval_s: int = Field(
         default=10,
@@ -117,6 +118,18 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="First retry delay; doubles per attempt, with jitter."
     )
     retry_backoff_max_s: float = Field(default=60.0, ge=0, description="Longest retry delay.")
+
+    # --- Reliability: running jobs stay owned, alive and cancellable (docs/reliability.md) ---
+    job_heartbeat_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a running job renews its lock and keeps its message from "
+        "redelivery (at most a quarter of the visibility timeout); a lock lapses after three "
+        "missed beats (a dead worker).",
+    )
+    cancel_poll_s: float = Field(
+        default=0.25, gt=0, le=1.0, description="How often a worker looks for cancelled jobs."
+    )
 
     # --- Operations: metrics and Flower (docs/operations.md) -----------------------------------
     metrics_port: int = Field(
@@ -270,17 +283,18 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _time_limits_fit_visibility(self) -> Settings:
+    def _limits_are_consistent(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("chunk_overlap_tokens must be below chunk_tokens")
         if self.task_soft_time_limit_s > self.task_time_limit_s:
             raise ValueError("task_soft_time_limit_s must not exceed task_time_limit_s")
-        if self.task_time_limit_s >= self.visibility_timeout_s:
-            # A job still running when its message becomes visible again runs twice (celery#5935).
-            raise ValueError(
-                "visibility_timeout_s must exceed task_time_limit_s, or long jobs run twice"
-            )
         return self
+
+    @property
+    def heartbeat_s(self) -> float:
+        """The heartbeat actually used: four beats fit in every visibility timeout, so a live
+        job's message is never redelivered (celery#5935)."""
+        return min(self.job_heartbeat_s, self.visibility_timeout_s / 4)
 
     @cached_property
     def broker(self) -> str:

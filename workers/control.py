@@ -14,19 +14,20 @@ from celery.worker.control import inspect_command
 
 from qfleet.tasks.constants import INSPECT_QFLEET_INFO, QUEUE_RETRIEVE
 from qfleet.tasks.errors import QfleetError
+from qfleet.tasks.settings import Settings
+from qfleet.workers.context import WorkerContext, context_of
 from qfleet.workers.engine.manifest import ModelManifest
 from qfleet.workers.knowledge.embedder import EmbedderManifest
 from qfleet.workers.knowledge.open import resolve_embedder_dir
-from qfleet.workers.main import runtime, settings
 from qfleet.workers.metrics import exporter_port, stats
 
 
-def batch_settings() -> dict[str, Any]:
+def batch_settings(settings: Settings) -> dict[str, Any]:
     """The worker's batching knobs: every setting whose name mentions batch."""
     return {name: value for name, value in settings.model_dump().items() if "batch" in name}
 
 
-def served_models(queues: list[str]) -> dict[str, str | None]:
+def served_models(settings: Settings, queues: list[str]) -> dict[str, str | None]:
     """The model ids this worker answers for (the gateway's `/v1/models`), from manifests.
 
     Read from the folders, not the loaded model: a prefork parent loads none itself. The
@@ -42,9 +43,10 @@ def served_models(queues: list[str]) -> dict[str, str | None]:
     return {"model": model, "embedder": embedder}
 
 
-def worker_info(queues: list[str] | None = None) -> dict[str, Any]:
+def worker_info(context: WorkerContext, queues: list[str] | None = None) -> dict[str, Any]:
     """What this worker process serves and how it has done, as JSON data."""
-    loaded = runtime.loaded
+    settings = context.settings
+    loaded = context.runtime.loaded
     model = None
     if loaded is not None:
         model = {
@@ -57,10 +59,10 @@ def worker_info(queues: list[str] | None = None) -> dict[str, Any]:
     return {
         "host": socket.gethostname(),
         "model": model,
-        "batch": batch_settings(),
+        "batch": batch_settings(settings),
         "metrics_port": exporter_port(),
         "stats": stats.snapshot(),
-        "serves": served_models(queues or []),
+        "serves": served_models(settings, queues or []),
     }
 
 
@@ -70,4 +72,4 @@ def qfleet_info(state: Any, **_: Any) -> dict[str, Any]:
     consumer = getattr(state, "consumer", None)
     task_consumer = getattr(consumer, "task_consumer", None)
     queues = [q.name for q in getattr(task_consumer, "queues", [])]
-    return worker_info(queues)
+    return worker_info(context_of(state.consumer.app), queues)

@@ -5,21 +5,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from celery import shared_task
 
 from qfleet.tasks.constants import TASK_EXTRACT
 from qfleet.tasks.errors import ModelUnavailableError
 from qfleet.tasks.limits import parse_extract_job
 from qfleet.tasks.schemas import ExtractResult
+from qfleet.workers.context import WorkerContext
 from qfleet.workers.extraction import guided_decoder, run_extract
-from qfleet.workers.main import app, job_runner, runtime, settings
-from qfleet.workers.policy import JobContext
+from qfleet.workers.policy import JobContext, JobTask
 
 log = logging.getLogger("qfleet.worker")
 
 
-def extract_body(payload: Any, ctx: JobContext) -> ExtractResult:
+def extract_body(payload: Any, ctx: JobContext, worker: WorkerContext) -> ExtractResult:
     """Validate the job, decode its documents in one batch, validate every object."""
+    settings, runtime = worker.settings, worker.runtime
     job = parse_extract_job(payload, settings)
     if settings.model_dir is None:
         raise ModelUnavailableError("no model configured: set QFLEET_MODEL_DIR")
@@ -39,7 +40,9 @@ def extract_body(payload: Any, ctx: JobContext) -> ExtractResult:
     return result
 
 
-@app.task(name=TASK_EXTRACT, bind=True)
-def extract_task(self: Task, job: Any = None, submitted_at: float | None = None) -> Any:
-    """Run one extract job; always ends in an `ExtractResult` or a `JobError` as JSON data."""
-    return job_runner.run(self, extract_body, job, submitted_at)
+@shared_task(base=JobTask, name=TASK_EXTRACT, bind=True)
+def extract_task(
+    self: JobTask, ctx: JobContext, job: Any = None, submitted_at: float | None = None
+) -> ExtractResult:
+    """Run one extract job; the policy turns its outcome into an `ExtractResult` or a `JobError`."""
+    return extract_body(job, ctx, self.context)

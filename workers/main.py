@@ -1,5 +1,10 @@
 """The worker entry point: `celery -A qfleet.workers.main worker` (or `qfleet worker`).
 
+The worker's context (settings, app, runtime, Redis clients, job policy) is built once, when the
+app is first asked for: `celery -A` reads `app` from this module (built from `Settings()`, i.e.
+the environment); `qfleet worker` builds it from the settings its options made
+(`create_worker_app(settings)`), so no option travels through the environment.
+
 The model is loaded once per process *after* fork: a CTranslate2 generator created in a prefork
 parent hangs every task in its children, and CUDA does not survive fork either.
 """
@@ -7,68 +12,106 @@ parent hangs every task in its children, and CUDA does not survive fork either.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 from typing import Any
 
+from celery import Celery
 from celery.signals import (
+    task_revoked,
     worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
+    worker_shutdown,
 )
 
-from qfleet.tasks.app import create_app
-from qfleet.tasks.redisconn import WORKER_RETRIES, fleet_redis
 from qfleet.tasks.settings import Settings, redact_url
-from qfleet.workers.policy import JobRunner
-from qfleet.workers.runtime import WorkerRuntime
-from qfleet.workers.sweeper import LedgerSweeper
+from qfleet.workers.context import WorkerContext
+from qfleet.workers.policy import answer_revoked
 
 log = logging.getLogger("qfleet.worker")
 
-settings = Settings()
-app = create_app(settings)
-# Modules that define tasks; each imports `app`, `runtime` and `settings` from here.
-app.conf.include = [
+# Modules that define the job tasks (each task a `JobTask`, reaching the context through its app),
+# then metrics (signal handlers) and the `qfleet_info` inspect command.
+TASK_MODULES = (
     "qfleet.workers.generate",
-    "qfleet.workers.knowledge_tasks",
+    "qfleet.workers.retrieve",
+    "qfleet.workers.ingest",
     "qfleet.workers.extract",
     "qfleet.workers.embed",
-    *settings.task_modules,
-]
-# Metrics (signal handlers) and the `qfleet_info` inspect command: imported by the worker only.
-app.conf.include += ["qfleet.workers.metrics", "qfleet.workers.control"]
-runtime = WorkerRuntime(settings)
-fleet_keys = fleet_redis(settings, retries=WORKER_RETRIES)
-job_runner = JobRunner(settings, fleet_keys)
-sweeper = LedgerSweeper(app, fleet_keys, settings)
-atexit.register(runtime.close)
+)
+WORKER_MODULES = ("qfleet.workers.metrics", "qfleet.workers.control")
 
 
-@worker_init.connect
-def _load_in_pool_without_fork(sender: Any = None, **_: Any) -> None:
+def create_worker_app(settings: Settings | None = None) -> Celery:
+    """A worker's Celery app with its context built from `settings` (the environment if None)."""
+    context = WorkerContext.build(settings or Settings())
+    app = context.app
+    app.conf.include = [*TASK_MODULES, *context.settings.task_modules, *WORKER_MODULES]
+    _connect(context)
+    atexit.register(context.close)
+    return app
+
+
+@functools.cache
+def default_app() -> Celery:
+    """The app `celery -A qfleet.workers.main` serves, built on first use from `Settings()`."""
+    return create_worker_app()
+
+
+def __getattr__(name: str) -> Any:
+    # `celery -A qfleet.workers.main` looks up `app`; building it lazily lets `qfleet worker`
+    # import this module and build its own app from its options instead.
+    if name in ("app", "celery"):
+        return default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _connect(context: WorkerContext) -> None:
+    uid = f"qfleet-{id(context)}"
+
+    def on_init(sender: Any = None, **_: Any) -> None:
+        _announce_urls(context, "qfleet worker")
+        context.runtime.pool_concurrency = getattr(sender, "concurrency", None)
+        pool = getattr(sender, "pool_cls", None)
+        if "prefork" not in getattr(pool, "__module__", str(pool)):
+            _load_model(context)
+
+    def on_ready(**_: Any) -> None:
+        # Logging is configured only now, so the load is reported here rather than where it ran.
+        _announce_urls(context, "qfleet worker ready")
+        _announce_model(context)
+        context.sweeper.start()
+
+    def on_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:
+        answer_revoked(sender, request, str(getattr(request, "hostname", None) or "unknown"))
+
+    worker_init.connect(on_init, weak=False, dispatch_uid=f"{uid}-init")
+    worker_ready.connect(on_ready, weak=False, dispatch_uid=f"{uid}-ready")
+    worker_process_init.connect(
+        lambda **_: _load_model(context), weak=False, dispatch_uid=f"{uid}-fork"
+    )
+    worker_process_shutdown.connect(
+        lambda **_: context.close(), weak=False, dispatch_uid=f"{uid}-child-exit"
+    )
+    worker_shutdown.connect(lambda **_: context.close(), weak=False, dispatch_uid=f"{uid}-exit")
+    task_revoked.connect(on_revoked, weak=False, dispatch_uid=f"{uid}-revoked")
+
+
+def _announce_urls(context: WorkerContext, what: str) -> None:
+    settings = context.settings
     log.info(
-        "qfleet worker: broker %s, results %s",
+        "%s: broker %s, results %s",
+        what,
         redact_url(settings.broker),
         redact_url(settings.result_backend),
     )
-    runtime.pool_concurrency = getattr(sender, "concurrency", None)
-    pool = getattr(sender, "pool_cls", None)
-    pool_name = getattr(pool, "__module__", str(pool))
-    if "prefork" not in pool_name:
-        _load_model()
 
 
-@worker_ready.connect
-def _announce(**_: Any) -> None:
-    # Logging is configured only now, so the load is reported here rather than where it ran.
-    log.info(
-        "qfleet worker ready: broker %s, results %s",
-        redact_url(settings.broker),
-        redact_url(settings.result_backend),
-    )
-    loaded = runtime.loaded
+def _announce_model(context: WorkerContext) -> None:
+    loaded = context.runtime.loaded
     if loaded is not None:
         log.info(
             "model %s on %s (%s), loaded in %.2fs; manifest %s",
@@ -78,23 +121,12 @@ def _announce(**_: Any) -> None:
             loaded.load_seconds,
             json.dumps(loaded.manifest.raw, sort_keys=True),
         )
-    sweeper.start()
 
 
-@worker_process_init.connect
-def _load_after_fork(**_: Any) -> None:
-    _load_model()
-
-
-def _load_model() -> None:
+def _load_model(context: WorkerContext) -> None:
     # A worker that only serves the knowledge queues needs no generation model.
-    if settings.model_dir is not None:
-        runtime.load()
+    if context.settings.model_dir is not None:
+        context.runtime.load()
 
 
-@worker_process_shutdown.connect
-def _close_model(**_: Any) -> None:
-    runtime.close()
-
-
-__all__ = ["app", "fleet_keys", "job_runner", "runtime", "settings"]
+__all__ = ["TASK_MODULES", "create_worker_app", "default_app"]

@@ -37,7 +37,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from qfleet.workers.main import runtime, settings
+from qfleet.workers.context import WorkerContext, context_of
 
 log = logging.getLogger("qfleet.metrics")
 # `*_created` series double the output and no dashboard or alert here reads them.
@@ -166,6 +166,8 @@ class _ProcessState:
     exporter_port: int | None = None
     model_recorded: bool = False
     started: dict[str, float] = field(default_factory=dict)
+    # The worker's context, from the app the worker was started with (copied into forked children).
+    context: WorkerContext | None = None
 
 
 stats = WorkerStats()
@@ -187,11 +189,12 @@ def _rss_bytes() -> float:
 
 
 def _start_exporter(port: int) -> None:
-    if port == 0:
+    if port == 0 or _state.context is None:
         return
-    start_http_server(port, addr=settings.metrics_host)
+    host = _state.context.settings.metrics_host
+    start_http_server(port, addr=host)
     _state.exporter_port = port
-    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
+    log.info("metrics on http://%s:%d/metrics", host, port)
 
 
 def _init_series() -> None:
@@ -204,7 +207,7 @@ def _init_series() -> None:
 
 
 def _record_model() -> None:
-    loaded = runtime.loaded
+    loaded = _state.context.runtime.loaded if _state.context else None
     if loaded is None or _state.model_recorded:
         return
     _state.model_recorded = True
@@ -221,12 +224,13 @@ def _record_model() -> None:
 @worker_init.connect
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     _state.worker = str(getattr(sender, "hostname", None) or _state.worker)
+    _state.context = context_of(sender.app)
     pool = getattr(sender, "pool_cls", "")
     _state.pool = str(getattr(pool, "__module__", pool)).rsplit(".", 1)[-1] or "unknown"
     _state.concurrency = int(getattr(sender, "concurrency", 0) or 0)
     _init_series()
     if _state.pool != "prefork":
-        _start_exporter(settings.metrics_port)
+        _start_exporter(_state.context.settings.metrics_port)
 
 
 @worker_process_init.connect
@@ -236,8 +240,9 @@ def _on_child_init(**_: Any) -> None:
 
     index = int(getattr(current_process(), "index", 0) or 0)
     _init_series()
-    if settings.metrics_port:
-        _start_exporter(settings.metrics_port + index)
+    port = _state.context.settings.metrics_port if _state.context else 0
+    if port:
+        _start_exporter(port + index)
     _record_model()
 
 

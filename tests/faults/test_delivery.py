@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import re
 import time
 import uuid
@@ -13,11 +12,12 @@ import pytest
 from kombu import Connection, Exchange, Producer
 
 from ops.localfleet import RedisServer, Supervisor, WorkerProcess, run_cli
-from qfleet.producer.client import BROKER_ERRORS, FleetClient
+from qfleet.producer.client import FleetClient
 from qfleet.tasks.constants import QUEUE_GENERATE, TASK_GENERATE
 from qfleet.tasks.errors import JobFailedError
-from qfleet.tasks.schemas import GenerateJob, JobResult
+from qfleet.tasks.schemas import GenerateJob
 from qfleet.tasks.settings import Settings
+from tests.faults.scenarios import wait_all
 
 pytestmark = pytest.mark.integration
 
@@ -179,9 +179,9 @@ def test_redis_restart_mid_run(fleet_env: dict[str, str], tiny_model: Path, tmp_
             redis_server.start()
             restarted_at = time.monotonic()
             # Then the run completes, and a worker consumes jobs submitted after the restart
-            results = _wait_all(fleet, ids, supervisor, timeout=120)
+            results = wait_all(fleet, ids, supervisor, timeout=120)
             after = [fleet.submit(GenerateJob(prompt=f"after {i}", max_tokens=4)) for i in range(5)]
-            late = _wait_all(fleet, after, supervisor, timeout=60)
+            late = wait_all(fleet, after, supervisor, timeout=60)
             recovery_s = time.monotonic() - restarted_at
         assert len(results) == 60
         assert all(r.usage.completion_tokens == 4 for r in late)
@@ -195,25 +195,6 @@ def test_redis_restart_mid_run(fleet_env: dict[str, str], tiny_model: Path, tmp_
     finally:
         supervisor.stop()
         redis_server.stop()
-
-
-def _wait_all(
-    fleet: FleetClient, ids: list[str], supervisor: Supervisor, timeout: float
-) -> list[JobResult]:
-    deadline = time.monotonic() + timeout
-    results: dict[str, JobResult] = {}
-    while len(results) < len(ids):
-        assert time.monotonic() < deadline, f"{len(ids) - len(results)} jobs without a result"
-        supervisor.keep_alive()
-        for job_id in ids:
-            if job_id not in results:
-                with contextlib.suppress(*BROKER_ERRORS):  # Redis may still be coming back
-                    outcome = fleet.result(job_id)
-                    if outcome is not None:
-                        assert isinstance(outcome, JobResult), outcome
-                        results[job_id] = outcome
-        time.sleep(0.1)
-    return [results[i] for i in ids]
 
 
 def test_redis_password_is_required_and_never_shown(

@@ -9,7 +9,7 @@ import pytest
 from qfleet.tasks.errors import InvalidJobError
 from qfleet.tasks.knowledge import KnowledgeAdminJob, Passage, validate_knowledge_job
 from qfleet.tasks.schemas import GenerateJob
-from qfleet.workers.knowledge.answer_cache import AnswerCache
+from qfleet.workers.answer_cache import AnswerCache
 from qfleet.workers.knowledge.rag import RetrievedContext, augment_messages, reference_block
 
 

@@ -107,7 +107,7 @@ def test_a_prefix_beyond_the_cache_is_sent_as_plain_prompt_with_the_same_answer(
     from qfleet.tasks.schemas import GenerateJob
     from qfleet.workers.engine.batcher import DynamicBatcher
     from qfleet.workers.engine.model import StaticPromptRegistry
-    from qfleet.workers.jobs import run_generate
+    from qfleet.workers.generate import run_generate
 
     long_system = "You are a careful assistant who answers questions about job queues. " * 2
     first = GenerateJob(system="A " + long_system, prompt="Hi", max_tokens=12)

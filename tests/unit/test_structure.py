@@ -20,11 +20,10 @@ MAX_FUNCTION_LINES = 50
 KNOWN_LONG_FUNCTIONS: set[tuple[str, str]] = {
     ("workers/engine/convert.py", "convert_model"),
     ("workers/extraction.py", "run_extract"),
-    ("workers/jobs.py", "run_generate"),
 }
 KNOWN_ENVIRON_USERS: set[str] = {
-    "workers/commands/worker.py",  # passes --model-dir / --concurrency to workers.main
-    "workers/knowledge/embedder_build.py",  # sets HF_HUB_OFFLINE for huggingface_hub
+    # Not an option passed between qfleet parts: huggingface_hub reads only its environment.
+    "workers/knowledge/embedder_build.py",
 }
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -45,13 +45,16 @@ def worker(
     loglevel: str,
 ) -> None:
     """Run a worker process that serves jobs with the configured model."""
-    if model_dir is not None:
-        os.environ["QFLEET_MODEL_DIR"] = str(model_dir.resolve())
-    if concurrency is not None:
-        os.environ["QFLEET_WORKER_CONCURRENCY"] = str(concurrency)
     from qfleet.tasks.settings import Settings
 
-    settings = Settings()
+    # Options override the environment the pydantic-settings way (keyword arguments win), and
+    # reach the worker through the context built from these settings, not through os.environ.
+    overrides: dict[str, Any] = {}
+    if model_dir is not None:
+        overrides["model_dir"] = model_dir.resolve()
+    if concurrency is not None:
+        overrides["worker_concurrency"] = concurrency
+    settings = Settings(**overrides)
     # A worker serving only the knowledge queues (ingest, retrieve) needs no generation model.
     needs_model = QUEUE_GENERATE in queues.split(",")
     if needs_model and (
@@ -63,9 +66,10 @@ def worker(
             ExitCode.NOT_FOUND,
         )
     try:
-        from qfleet.workers.main import app
+        from qfleet.workers.main import create_worker_app
     except ImportError as exc:
         fail(f"{exc}; a worker needs: pip install 'qfleet[worker]'", ExitCode.UNAVAILABLE)
+    app = create_worker_app(settings)
     app.worker_main(
         [
             "worker",

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from qfleet.tasks.knowledge import Passage
 from qfleet.tasks.retrieval import SourceRef
 from qfleet.tasks.schemas import ChatMessage, GenerateJob, JobResult, Timings
+from qfleet.workers.answer_cache import AnswerCache
 from qfleet.workers.engine.chat import as_data
-from qfleet.workers.knowledge.answer_cache import AnswerCache
 
 # Any spelling of the closing tag a model might read as one ("</Reference >"), not just the exact.
 _CLOSING_TAG = re.compile(r"<\s*/\s*reference\s*>", re.IGNORECASE)
