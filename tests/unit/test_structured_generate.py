@@ -11,8 +11,8 @@ from jsonschema import Draft202012Validator
 
 from qfleet.tasks.errors import InvalidJobError, PromptTooLongError
 from qfleet.tasks.schemas import GenerateJob, validate_generate_job
+from qfleet.workers.answer_cache import AnswerCache
 from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
-from qfleet.workers.knowledge.answer_cache import AnswerCache
 from qfleet.workers.structured_generate import run_structured_generate, structured_messages
 
 TICKET = {
