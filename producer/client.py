@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from qfleet.tasks.app import create_app
 from qfleet.tasks.constants import (
     ATTEMPTS_KEY,
+    CANARY_SUFFIX,
     CANCEL_KEY,
     JOB_KEY,
     PRIORITY_BULK,
@@ -32,6 +33,7 @@ from qfleet.tasks.constants import (
 from qfleet.tasks.deadletters import DeadLetter, DeadLetterStore
 from qfleet.tasks.errors import (
     BrokerUnavailableError,
+    InvalidJobError,
     JobFailedError,
     JobTimeoutError,
 )
@@ -101,18 +103,22 @@ class FleetClient:
 
     # --- submitting -------------------------------------------------------------------------
 
-    def submit(self, job: GenerateJob | ExtractJob | dict[str, Any]) -> str:
+    def submit(
+        self, job: GenerateJob | ExtractJob | dict[str, Any], *, queue: str | None = None
+    ) -> str:
         """Validate and enqueue `job`; return its job id.
 
         Submitting a job id that was already submitted (and whose result has not expired) does
-        not enqueue it again: the job id is the idempotency key.
+        not enqueue it again: the job id is the idempotency key. `queue` sends a generate or
+        extract job to another queue its kind is served on (a canary: `qfleet eval`).
 
         Raises:
             InvalidJobError: the payload does not validate; nothing was sent.
             BrokerUnavailableError: Redis did not answer.
         """
         parsed = validate_job(job)
-        task, queue, task_id = _route(parsed)
+        task, default_queue, task_id = _route(parsed)
+        queue = _queue_override(parsed, default_queue, queue)  # quality-loop hook (canaries)
         if isinstance(parsed, GenerateJob):
             parsed = parse_generate_job(parsed, self.settings)
         else:
@@ -327,6 +333,18 @@ def _route(job: GenerateJob | ExtractJob) -> tuple[str, str, str]:
     if job.retrieval is not None:
         return TASK_RAG_RETRIEVE, QUEUE_RETRIEVE, RAG_RETRIEVE_ID.format(job_id=job.job_id)
     return TASK_GENERATE, QUEUE_GENERATE, job.job_id
+
+
+def _queue_override(job: GenerateJob | ExtractJob, default: str, queue: str | None) -> str:
+    """`queue` when it is the job's own queue or that queue's canary (`qfleet eval`)."""
+    if queue is None or queue == default:
+        return default
+    if isinstance(job, GenerateJob) and job.retrieval is not None:
+        # Its generate step is sent on by the knowledge base's owner, to the live queue.
+        raise InvalidJobError("a job with retrieval runs on the live queues only")
+    if queue != default + CANARY_SUFFIX:
+        raise InvalidJobError(f"a {job.kind} job runs on {default} or {default}{CANARY_SUFFIX}")
+    return queue
 
 
 def poll_outcome(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from qfleet.tasks.ledger import HEADER as LEDGER_HEADER
 from qfleet.tasks.ledger import Ledger
 from qfleet.tasks.settings import Settings
 from qfleet.workers.jobs import error_result
+from qfleet.workers.records import RecordSink
 
 log = logging.getLogger("qfleet.worker")
 
@@ -78,6 +80,7 @@ class JobRunner:
         self.redis = redis
         self.dead_letters = DeadLetterStore(redis, settings.redis_key_prefix)
         self.ledger = Ledger(redis, settings.redis_key_prefix)
+        self.records = RecordSink(settings)  # quality-loop hook (docs/quality.md)
 
     def run(self, task: Task, body: JobBody, payload: Any, submitted_at: float | None) -> Any:
         """Run `body` for the current delivery of `task`; returns the JSON-ready outcome.
@@ -102,10 +105,13 @@ class JobRunner:
             )
             raise task.retry(countdown=wait_s, max_retries=None)
         self.ledger.received(job_id, header, self.settings.result_ttl_s)
+        started = time.time()
         try:
             outcome = self._attempt(task, body, payload, submitted_at)
         finally:
             self.redis.delete(lock)
+        # Quality-loop hook (docs/quality.md): every outcome, result or dead letter, passes here.
+        self.records.write(task, payload, outcome, started, submitted_at)
         self.ledger.finished(job_id, header)
         return outcome
 
