@@ -1,0 +1,98 @@
+"""Request records with a real worker: redacted, queryable, kept across worker and Redis restarts,
+and deleted per the retention setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ops.localfleet import RedisServer, WorkerProcess, run_cli
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.errors import JobFailedError
+from qfleet.tasks.records import TABLE
+from qfleet.tasks.settings import Settings
+
+pytestmark = pytest.mark.timeout(300)
+
+SECRET_MAIL = "ada.lovelace@example.com"
+SECRET_PHONE = "+44 20 7946 0958"
+
+
+def test_records_are_redacted_durable_and_expire(
+    tiny_model: Path, records_url: str, clean_records: str, tmp_path: Path
+) -> None:
+    # Given: a fleet on its own Redis whose worker keeps redacted records in PostgreSQL
+    server = RedisServer(tmp_path / "redis").start()
+    env = {
+        "QFLEET_BROKER_URL": server.url,
+        "QFLEET_REDIS_KEY_PREFIX": clean_records,
+        "QFLEET_MODEL_DIR": str(tiny_model),
+        "QFLEET_CPU_THREADS": "1",
+        "QFLEET_RECORDS": "on",
+        "QFLEET_RECORDS_URL": records_url,
+        "QFLEET_RECORDS_REDACT_PATTERNS": json.dumps([r"ACCT-\d+"]),
+        "QFLEET_MAX_NEW_TOKENS": "64",  # the worker refuses more than this producer allows
+    }
+    settings = Settings(broker_url=server.url, redis_key_prefix=clean_records)
+    worker = WorkerProcess(env, tmp_path / "w1.log", hostname="rec1@test").start()
+    try:
+        with FleetClient(settings) as fleet:
+            # When: a job with an e-mail address, a phone number and an account id runs,
+            # and one that the worker refuses (a token budget above its limit)
+            prompt = f"Mail {SECRET_MAIL} or call {SECRET_PHONE} about ACCT-991."
+            first = fleet.submit({"job_id": "nightly1.a", "prompt": prompt, "max_tokens": 4})
+            fleet.wait(first, timeout=120)
+            failing = fleet.submit({"prompt": "hi", "max_tokens": 1_000})
+            with pytest.raises(JobFailedError):
+                fleet.wait(failing, timeout=120)
+        worker.stop()
+        # ... and the worker and Redis restart before a second job runs
+        server.stop()
+        server.start()
+        worker = WorkerProcess(env, tmp_path / "w2.log", hostname="rec2@test").start()
+        with FleetClient(settings) as fleet:
+            second = fleet.wait(fleet.submit({"prompt": "Hello", "max_tokens": 4}), timeout=120)
+    finally:
+        worker.stop()
+        server.stop()
+
+    # Then: all three records are there, the failure with its code, none with the secrets
+    with psycopg.connect(records_url, autocommit=True) as conn:
+        rows = conn.execute(
+            f"SELECT job_id, status, error_code, record::text FROM {TABLE} WHERE fleet = %s",
+            (clean_records,),
+        ).fetchall()
+    by_id = {r[0]: r for r in rows}
+    assert set(by_id) == {first, failing, second.job_id}
+    assert by_id[failing][1:3] == ("failed", "invalid_job")
+    stored = by_id[first][3]
+    for secret in (SECRET_MAIL, SECRET_PHONE, "ACCT-991"):
+        assert secret not in stored
+    assert "[redacted:email]" in stored
+    assert "[redacted:pattern0]" in stored
+    # ... they are found by run and exported as JSONL
+    out = tmp_path / "run.jsonl"
+    done = run_cli(["records", "export", "--run", "nightly1", "--out", str(out)], env)
+    assert done.returncode == 0, done.stderr
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["job_id"] for r in exported] == [first]
+    assert exported[0]["model_id"] == "qfleet-tiny-qwen2-v2"
+    assert exported[0]["timings"]["total_ms"] > 0
+
+    # When: the first record is 40 days old and retention is 30 days
+    with psycopg.connect(records_url, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {TABLE} SET finished_at = now() - interval '40 days' "
+            "WHERE fleet = %s AND job_id = %s",
+            (clean_records, first),
+        )
+    keep_all = run_cli(["records", "purge"], env | {"QFLEET_RECORDS_RETENTION_DAYS": "0"})
+    purged = run_cli(["records", "purge"], env | {"QFLEET_RECORDS_RETENTION_DAYS": "30"})
+    # Then: retention 0 keeps it, 30 days deletes it and only it
+    assert keep_all.stdout.strip() == "deleted 0 records"
+    assert purged.stdout.strip() == "deleted 1 records", purged.stderr
+    shown = run_cli(["records", "show", first], env)
+    assert shown.returncode == 5
