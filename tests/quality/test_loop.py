@@ -114,6 +114,7 @@ def test_feedback_export_eval_and_gate(
         table = cli(env, "eval", "run", eval_set, "--target", "canary", "--name", "demo",
                     "--out", str(b))  # fmt: skip
         diff = json.loads(cli(env, "eval", "compare", str(a), str(b), "--json"))
+        print(table, diff)  # the figures in docs/quality.md (pytest -s)
         # Then: B answers more items right, and the table has language and schema slices
         assert diff["score_b"] >= diff["score_a"] + 0.5, diff
         assert diff["better"]
