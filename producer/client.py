@@ -118,7 +118,6 @@ class FleetClient:
         """
         parsed = validate_job(job)
         task, default_queue, task_id = _route(parsed)
-        queue = _queue_override(parsed, default_queue, queue)  # quality-loop hook (canaries)
         if isinstance(parsed, GenerateJob):
             parsed = parse_generate_job(parsed, self.settings)
         else:
@@ -126,6 +125,7 @@ class FleetClient:
                 parse_extract_job(parsed, self.settings), self.settings
             )
         kwargs = {"job": parsed.model_dump(mode="json"), "submitted_at": time.time()}
+        queue = _queue_override(parsed, default_queue, queue, kwargs)  # quality loop: canaries
         priority = PRIORITIES[getattr(parsed, "priority", "bulk")]
         # The retrieve step of a RAG job runs outside the job policy: no ledger entry for it.
         ledgered = task_id == parsed.job_id
@@ -335,15 +335,22 @@ def _route(job: GenerateJob | ExtractJob) -> tuple[str, str, str]:
     return TASK_GENERATE, QUEUE_GENERATE, job.job_id
 
 
-def _queue_override(job: GenerateJob | ExtractJob, default: str, queue: str | None) -> str:
-    """`queue` when it is the job's own queue or that queue's canary (`qfleet eval`)."""
-    if queue is None or queue == default:
+def _queue_override(
+    job: GenerateJob | ExtractJob, default: str, queue: str | None, kwargs: dict[str, Any]
+) -> str:
+    """The queue to send `job` to when `queue` (its own, or its canary: `qfleet eval`) is asked.
+
+    A job with retrieval still starts on the retrieve queue; its generate step goes to `queue`
+    (the knowledge base's owner reads `generate_queue` from the kwargs).
+    """
+    own = QUEUE_GENERATE if isinstance(job, GenerateJob) else QUEUE_EXTRACT
+    if queue is None or queue == own:
         return default
-    if isinstance(job, GenerateJob) and job.retrieval is not None:
-        # Its generate step is sent on by the knowledge base's owner, to the live queue.
-        raise InvalidJobError("a job with retrieval runs on the live queues only")
-    if queue != default + CANARY_SUFFIX:
-        raise InvalidJobError(f"a {job.kind} job runs on {default} or {default}{CANARY_SUFFIX}")
+    if queue != own + CANARY_SUFFIX:
+        raise InvalidJobError(f"a {job.kind} job runs on {own} or {own}{CANARY_SUFFIX}")
+    if default == QUEUE_RETRIEVE:
+        kwargs["generate_queue"] = queue
+        return default
     return queue
 
 

@@ -109,16 +109,10 @@ def run_eval(
     submitted: dict[str, str] = {}
     results: list[ItemScore] = []
     for n, item in enumerate(items):
-        if target != "live" and item.kind == "rag":
-            # A retrieval job's generate step always runs on the live queue (docs/quality.md).
-            results.append(_skipped(item, "retrieval jobs run on the live queues only"))
-            continue
         job = {**item.input, "kind": "extract" if item.kind == "extract" else "generate"}
         job["job_id"] = f"eval-{batch}-{n}"
         submitted[item.id] = fleet.submit(job, queue=_queue(item, target))
     for item in items:
-        if item.id not in submitted:
-            continue
         try:
             outcome = fleet.wait(submitted[item.id], timeout=timeout)
         except (JobFailedError, JobTimeoutError) as exc:
@@ -126,10 +120,6 @@ def run_eval(
             continue
         results.append(_score(item, outcome))
     return _report(name, target, results)
-
-
-def _skipped(item: EvalItem, why: str) -> ItemScore:
-    return ItemScore(id=item.id, kind=item.kind, slice=item.slice, primary=None, error=why)
 
 
 def _failed(item: EvalItem, why: str) -> ItemScore:

@@ -18,6 +18,7 @@ from celery import Task
 from celery.signals import worker_shutdown
 
 from qfleet.tasks.constants import (
+    CANARY_SUFFIX,
     QUEUE_GENERATE,
     TASK_GENERATE,
     TASK_INGEST,
@@ -47,6 +48,7 @@ from qfleet.workers.main import app, fleet_keys, runtime, settings
 log = logging.getLogger("qfleet.worker")
 
 knowledge = KnowledgeRuntime(settings)
+GENERATE_QUEUES = (QUEUE_GENERATE, QUEUE_GENERATE + CANARY_SUFFIX)
 atexit.register(knowledge.close)
 
 
@@ -155,7 +157,7 @@ def retrieve_task(self: Task, job: Any = None) -> dict[str, Any]:
 
 @app.task(name=TASK_RAG_RETRIEVE, bind=True)
 def rag_retrieve_task(
-    self: Task, job: Any = None, submitted_at: float | None = None
+    self: Task, job: Any = None, submitted_at: float | None = None, generate_queue: Any = None
 ) -> dict[str, Any]:
     """Step 1 of a generate job with retrieval: retrieve, then enqueue the generate step.
 
@@ -186,7 +188,8 @@ def rag_retrieve_task(
             "context": context.model_dump(mode="json"),
         },
         task_id=parsed.job_id,
-        queue=QUEUE_GENERATE,
+        # Quality-loop hook: `qfleet eval` may send the generate step to the canary queue.
+        queue=generate_queue if generate_queue in GENERATE_QUEUES else QUEUE_GENERATE,
     )
     return {"job_id": parsed.job_id, "passages": len(passages), "kb_version": version}
 

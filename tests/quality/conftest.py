@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,3 +34,12 @@ def clean_records(records_url: str, key_prefix: str) -> Iterator[str]:
     with psycopg.connect(records_url, autocommit=True) as conn:
         conn.execute(f"DELETE FROM {TABLE} WHERE fleet = %s", (key_prefix,))
         conn.execute(f"DELETE FROM {GATE_TABLE} WHERE fleet = %s", (key_prefix,))
+
+
+@pytest.fixture(scope="session")
+def embedder_dir() -> Path:
+    """The default embedder (as tests/knowledge uses it), converted once and cached."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from qfleet.workers.knowledge.embedder_build import ensure_embedder_model
+
+    return ensure_embedder_model()
