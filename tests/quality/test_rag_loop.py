@@ -3,8 +3,10 @@ version, a knowledge gap turned into a draft, and an evaluation routed to a cana
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,55 @@ IN_KB = "Which port does the Freedonia office gateway listen on? Reply with the 
 NOT_IN_KB = "When does the Freedonia office close on Fridays?"
 
 
+@contextlib.contextmanager
+def rag_fleet(env: dict[str, str], demo_model: Path, log_dir: Path) -> Iterator[None]:
+    """A knowledge-base owner, the tiny model on live, the demo model on the canary."""
+    kb_env = {k: v for k, v in env.items() if k != "QFLEET_MODEL_DIR"}
+    tag = uuid.uuid4().hex[:6]
+    specs = [
+        (kb_env, "kb", "qfleet.ingest,qfleet.retrieve"),
+        (env, "live", "qfleet.generate"),
+        (env | {"QFLEET_MODEL_DIR": str(demo_model)}, "canary", "qfleet.generate.canary"),
+    ]
+    workers: list[WorkerProcess] = []
+    try:
+        for worker_env, name, queues in specs:
+            log = log_dir / f"{name}.log"
+            worker = WorkerProcess(worker_env, log, hostname=f"{name}-{tag}@test", queues=queues)
+            workers.append(worker.start(120))
+        yield
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def ask_and_judge(env: dict[str, str]) -> list[str]:
+    """Ingest a fact, ask one question it answers and one it does not, judge both wrong."""
+    settings = Settings(
+        broker_url=env["QFLEET_BROKER_URL"], redis_key_prefix=env["QFLEET_REDIS_KEY_PREFIX"]
+    )
+    office = "The Freedonia office gateway listens on port 8080. Visitors sign in at reception."
+    with FleetClient(settings) as fleet:
+        KnowledgeClient(fleet).ingest(
+            IngestJob(
+                documents=[
+                    KnowledgeDocument(source_url=SOURCE, version="v1", text=office),
+                    KnowledgeDocument(source_url="kb://canteen", text="Lunch is at noon."),
+                ]
+            )
+        )
+        asked = [
+            fleet.submit({"prompt": q, "max_tokens": 8, "retrieval": {"top_k": 2}})
+            for q in (IN_KB, NOT_IN_KB)
+        ]
+        for job_id in asked:
+            fleet.wait(job_id, timeout=120)
+    for job_id, right in zip(asked, ("8080", "At 4 pm"), strict=True):
+        done = run_cli(["feedback", job_id, "--verdict", "wrong", "--correction", right], env)
+        assert done.returncode == 0, done.stderr
+    return asked
+
+
 def test_rag_records_gaps_and_canary_eval(
     fleet_env: dict[str, str], records_url: str, clean_records: str, embedder_dir: Path,
     demo_model: Path, tmp_path: Path,
@@ -33,41 +84,9 @@ def test_rag_records_gaps_and_canary_eval(
         "QFLEET_KB_DIR": str(tmp_path / "kb"),
         "QFLEET_EMBEDDER_DIR": str(embedder_dir),
     }
-    kb_env = {k: v for k, v in env.items() if k != "QFLEET_MODEL_DIR"}
-    tag = uuid.uuid4().hex[:6]
-    workers = [
-        WorkerProcess(kb_env, tmp_path / "kb.log", hostname=f"kb-{tag}@test",
-                      queues="qfleet.ingest,qfleet.retrieve").start(120),
-        WorkerProcess(env, tmp_path / "live.log", hostname=f"live-{tag}@test").start(120),
-        WorkerProcess(env | {"QFLEET_MODEL_DIR": str(demo_model)}, tmp_path / "canary.log",
-                      hostname=f"canary-{tag}@test", queues="qfleet.generate.canary").start(120),
-    ]  # fmt: skip
-    settings = Settings(broker_url=env["QFLEET_BROKER_URL"], redis_key_prefix=clean_records)
-    try:
-        with FleetClient(settings) as fleet:
-            KnowledgeClient(fleet).ingest(
-                IngestJob(
-                    documents=[
-                        KnowledgeDocument(
-                            source_url=SOURCE, version="v1",
-                            text="The Freedonia office gateway listens on port 8080. "
-                            "Visitors sign in at reception.",
-                        ),
-                        KnowledgeDocument(source_url="kb://canteen", text="Lunch is at noon."),
-                    ]
-                )
-            )  # fmt: skip
-            # When: two questions are answered with retrieval on live and judged wrong
-            asked = [
-                fleet.submit({"prompt": q, "max_tokens": 8, "retrieval": {"top_k": 2}})
-                for q in (IN_KB, NOT_IN_KB)
-            ]
-            for job_id in asked:
-                fleet.wait(job_id, timeout=120)
-        for job_id, right in zip(asked, ("8080", "At 4 pm"), strict=True):
-            done = run_cli(["feedback", job_id, "--verdict", "wrong", "--correction", right], env)
-            assert done.returncode == 0, done.stderr
-
+    with rag_fleet(env, demo_model, tmp_path):
+        # When: two questions are answered with retrieval on live and judged wrong
+        asked = ask_and_judge(env)
         # Then: the record holds the passages, their versions, the KB version and the prompt
         shown = json.loads(run_cli(["records", "show", asked[0]], env).stdout)
         assert shown["kind"] == "rag"
@@ -89,19 +108,14 @@ def test_rag_records_gaps_and_canary_eval(
         assert draft["version"] == "draft"
 
         # When: the set is evaluated on the canary
-        run = run_cli(
-            ["eval", "run", str(data / "eval.jsonl"), "--target", "canary", "--json"], env,
-            timeout=300,
-        )  # fmt: skip
+        args = ["eval", "run", str(data / "eval.jsonl"), "--target", "canary", "--json"]
+        run = run_cli(args, env, timeout=300)
         assert run.returncode == 0, run.stderr
         report = json.loads(run.stdout)
-        # Then: the demo model answered (the generate step went to the canary) and the
-        # retrieval of the answerable question hit its source
-        assert report["models"] == ["qwen2.5-coder-0.5b-instruct-int8-demo-v1"]
-        scored = {item["id"]: item for item in report["items"]}
-        assert scored[asked[0]]["scores"]["hit_at_k"] == 1.0
-        assert scored[asked[0]]["scores"]["stale_citations"] == 0.0
-        print(report["metrics"], [i["output"] for i in report["items"]])
-    finally:
-        for worker in workers:
-            worker.stop()
+    # Then: the demo model answered (the generate step went to the canary) and the retrieval
+    # of the answerable question hit its source
+    assert report["models"] == ["qwen2.5-coder-0.5b-instruct-int8-demo-v1"]
+    scored = {item["id"]: item for item in report["items"]}
+    assert scored[asked[0]]["scores"]["hit_at_k"] == 1.0
+    assert scored[asked[0]]["scores"]["stale_citations"] == 0.0
+    print(report["metrics"], [i["output"] for i in report["items"]])
