@@ -137,6 +137,17 @@ def records_export(out: Path | None, **filters: Any) -> None:
     click.echo(f"{count} records", err=True)
 
 
+@records.command("stats")
+@with_record_errors
+def records_stats() -> None:
+    """How many records this fleet keeps, how many are judged, how many judged wrong."""
+    from qfleet.producer.records import RecordStore
+
+    with RecordStore() as store:
+        counts = store.counts()
+    click.echo(" ".join(f"{k}={v}" for k, v in counts.items()))
+
+
 @records.command("purge")
 @click.option("--days", type=int, help="Older than this (default: the retention setting).")
 @with_record_errors

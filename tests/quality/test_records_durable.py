@@ -112,3 +112,5 @@ def check_retention(env: dict[str, str], records_url: str, fleet: str, old_job: 
     assert purged.stdout.strip() == "deleted 1 records", purged.stderr
     assert run_cli(["records", "show", old_job], env).returncode == 5
     assert run_cli(["records", "export"], env).stdout.count("\n") == 2
+    stats = run_cli(["records", "stats"], env).stdout.strip()
+    assert stats == "records=2 with_feedback=0 wrong=0"
