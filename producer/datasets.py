@@ -33,6 +33,12 @@ class Expected(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str | None = None
+    aliases: list[str] = Field(
+        default_factory=list, description="Other ways to write the answer (22 for 二十二)."
+    )
+    abstain: bool = Field(
+        default=False, description="The knowledge base cannot answer: the job should say so."
+    )
     object: dict[str, Any] | None = None
     sources: list[dict[str, Any]] = Field(
         default_factory=list, description="Sources (url, version) that hold the answer."

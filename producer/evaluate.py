@@ -18,7 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from qfleet.producer.client import FleetClient
 from qfleet.producer.datasets import EvalItem
-from qfleet.producer.scoring import answer_scores, field_scores, retrieval_scores
+from qfleet.producer.scoring import (
+    abstained,
+    best_answer_scores,
+    field_scores,
+    retrieval_scores,
+)
 from qfleet.tasks.constants import CANARY_SUFFIX
 from qfleet.tasks.errors import JobFailedError, JobTimeoutError
 from qfleet.tasks.schemas import ExtractResult, JobResult
@@ -33,6 +38,7 @@ METRICS = {
     "exact_record_rate": "exact_record",
     "hit_at_k": "hit_at_k",
     "stale_citations": "stale_citations",
+    "abstention": "abstained",
 }
 
 
@@ -81,7 +87,8 @@ def _queue(item: EvalItem, target: str) -> str | None:
     return base + CANARY_SUFFIX
 
 
-def _score(item: EvalItem, outcome: JobResult | ExtractResult) -> ItemScore:
+def score_item(item: EvalItem, outcome: JobResult | ExtractResult) -> ItemScore:
+    """Score one outcome against its item (also used by ops/bench/rag_answers.py)."""
     base = ItemScore(id=item.id, kind=item.kind, slice=item.slice, primary=0.0,
                      model_id=outcome.model.id)  # fmt: skip
     if isinstance(outcome, ExtractResult):
@@ -90,14 +97,20 @@ def _score(item: EvalItem, outcome: JobResult | ExtractResult) -> ItemScore:
         return base.model_copy(
             update={"scores": scores, "primary": scores["field_accuracy"], "output": got}
         )
-    scores = answer_scores(item.expected.text or "", outcome.text)
+    if item.expected.abstain:
+        said = float(abstained(outcome.text))
+        return base.model_copy(
+            update={"scores": {"abstained": said}, "primary": said, "output": outcome.text}
+        )
+    wants = [w for w in [item.expected.text, *item.expected.aliases] if w]
+    scores = best_answer_scores(wants, outcome.text)
     if item.scorer == "rag" and item.expected.sources:
         k = int((item.input.get("retrieval") or {}).get("top_k", 3))
         cited = [s.model_dump(mode="json") for s in outcome.sources]
         scores |= retrieval_scores(item.expected.sources, cited, k)
-    return base.model_copy(
-        update={"scores": scores, "primary": scores["normalized"], "output": outcome.text}
-    )
+    # A retrieval-augmented answer is a sentence: it is right when it contains the answer.
+    primary = scores["contains" if item.scorer == "rag" else "normalized"]
+    return base.model_copy(update={"scores": scores, "primary": primary, "output": outcome.text})
 
 
 def run_eval(
@@ -118,8 +131,8 @@ def run_eval(
         except (JobFailedError, JobTimeoutError) as exc:
             results.append(_failed(item, str(exc)))
             continue
-        results.append(_score(item, outcome))
-    return _report(name, target, results)
+        results.append(score_item(item, outcome))
+    return build_report(name, target, results)
 
 
 def _failed(item: EvalItem, why: str) -> ItemScore:
@@ -130,7 +143,8 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _report(name: str, target: str, items: list[ItemScore]) -> EvalReport:
+def build_report(name: str, target: str, items: list[ItemScore]) -> EvalReport:
+    """The report of scored `items`: the mean primary score and the mean of each metric."""
     ran = [i for i in items if i.primary is not None]
     metrics = {
         metric: _mean([i.scores[key] for i in ran if key in i.scores])

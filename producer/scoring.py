@@ -43,7 +43,8 @@ def answer_scores(expected: str, got: str) -> dict[str, float]:
         "normalized": float(want == have),
         # Chinese has no spaces between words: a plain substring there, whole words elsewhere.
         "contains": float(
-            bool(want) and (want in have if _CJK.search(want) else f" {want} " in f" {have} ")
+            bool(want)
+            and (want in have if _CJK.search(want + have) else f" {want} " in f" {have} ")
         ),
     }
 
@@ -101,3 +102,36 @@ def passages_contain(answer: str, passages: list[str]) -> bool:
     """Whether the normalised answer occurs in any normalised passage (knowledge-gap check)."""
     want = normalize(answer)
     return bool(want) and any(want in normalize(p) for p in passages)
+
+
+# How answers say they do not know (English and Chinese), matched on the normalised text.
+_ABSTENTIONS = (
+    "i don t know",
+    "i do not know",
+    "cannot answer",
+    "can t answer",
+    "not mentioned",
+    "no information",
+    "not provided",
+    "does not contain",
+    "doesn t contain",
+    "not in the reference",
+    "不知道",
+    "无法回答",
+    "没有提到",
+    "未提及",
+    "没有相关信息",
+    "没有提供",
+)
+
+
+def abstained(text: str) -> bool:
+    """Whether an answer declines to answer (a heuristic on common phrasings)."""
+    have = normalize(text).replace("’", " ")
+    return any(phrase in have for phrase in _ABSTENTIONS)
+
+
+def best_answer_scores(expected: list[str], got: str) -> dict[str, float]:
+    """`answer_scores` against the best of several accepted answers."""
+    rows = [answer_scores(want, got) for want in expected] or [answer_scores("", got)]
+    return {key: max(row[key] for row in rows) for key in rows[0]}

@@ -13,7 +13,9 @@ from qfleet.producer.datasets import export_datasets, read_eval_set
 from qfleet.producer.evaluate import EvalReport, ItemScore, compare, slice_table
 from qfleet.producer.feedback import check_correction, parse_correction
 from qfleet.producer.scoring import (
+    abstained,
     answer_scores,
+    best_answer_scores,
     field_scores,
     language,
     normalize,
@@ -194,3 +196,10 @@ def test_compare_lists_items_that_got_better_and_worse() -> None:
     diff = compare(a, b)
     assert (diff.better, diff.worse, diff.same) == (["x"], ["y"], 1)
     assert ("language", "en", 3, pytest.approx(2 / 3)) in slice_table(a)
+
+
+def test_abstentions_and_accepted_spellings() -> None:
+    assert abstained("I don't know: the reference material does not say.")
+    assert abstained("参考资料中没有提到这个信息。")
+    assert not abstained("The limit is 600 requests per minute.")
+    assert best_answer_scores(["二十二", "22"], "需要放行22端口。")["contains"] == 1.0
