@@ -78,7 +78,8 @@ class RecordStore:
 
     def get(self, job_id: str) -> RequestRecord | None:
         """The record of `job_id`, or None when it was not kept (or has expired)."""
-        return next(self.find(RecordQuery(job_id=job_id)), None)
+        found = list(self.find(RecordQuery(job_id=job_id, limit=1)))  # closes its transaction
+        return found[0] if found else None
 
     def find(self, query: RecordQuery | None = None) -> Iterator[RequestRecord]:
         """Records matching `query`, oldest first."""
@@ -86,7 +87,10 @@ class RecordStore:
         sql = f"SELECT record, feedback FROM {TABLE} WHERE {where} ORDER BY finished_at, job_id"
         if query is not None and query.limit is not None:
             sql += f" LIMIT {int(query.limit)}"
-        with self.conn.cursor() as cursor:
+        # A server-side cursor (inside a transaction): an export of millions of records streams
+        # in pages of `itersize` rows instead of loading them all.
+        with self.conn.transaction(), self.conn.cursor(name="qfleet_records") as cursor:
+            cursor.itersize = 500
             for record, feedback in cursor.execute(sql, params):
                 yield RequestRecord.model_validate({**record, "feedback": feedback})
 
