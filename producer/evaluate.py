@@ -21,6 +21,7 @@ from qfleet.producer.datasets import EvalItem
 from qfleet.producer.scoring import (
     abstained,
     best_answer_scores,
+    citation_scores,
     field_scores,
     retrieval_scores,
 )
@@ -39,6 +40,8 @@ METRICS = {
     "hit_at_k": "hit_at_k",
     "stale_citations": "stale_citations",
     "abstention": "abstained",
+    "invalid_markers": "invalid_markers",
+    "marker_only_rate": "marker_only",
 }
 
 
@@ -108,6 +111,8 @@ def score_item(item: EvalItem, outcome: JobResult | ExtractResult) -> ItemScore:
         k = int((item.input.get("retrieval") or {}).get("top_k", 3))
         cited = [s.model_dump(mode="json") for s in outcome.sources]
         scores |= retrieval_scores(item.expected.sources, cited, k)
+    if item.scorer == "rag":
+        scores |= citation_scores(outcome.text, len(outcome.sources))
     # A retrieval-augmented answer is a sentence: it is right when it contains the answer.
     primary = scores["contains" if item.scorer == "rag" else "normalized"]
     return base.model_copy(update={"scores": scores, "primary": primary, "output": outcome.text})

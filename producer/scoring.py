@@ -135,3 +135,21 @@ def best_answer_scores(expected: list[str], got: str) -> dict[str, float]:
     """`answer_scores` against the best of several accepted answers."""
     rows = [answer_scores(want, got) for want in expected] or [answer_scores("", got)]
     return {key: max(row[key] for row in rows) for key in rows[0]}
+
+
+_MARKER = re.compile(r"\[(\d{1,3})\]")
+
+
+def citation_scores(text: str, passages: int) -> dict[str, float]:
+    """Citation markers of a retrieval-augmented answer.
+
+    `invalid_markers` counts `[n]` markers outside the `passages` the answer was given;
+    `marker_only` is 1 when the answer is nothing but markers (`[1]`), a failure seen often
+    with small models.
+    """
+    markers = [int(m) for m in _MARKER.findall(text)]
+    rest = normalize(_MARKER.sub(" ", text))
+    return {
+        "invalid_markers": float(sum(not 1 <= m <= passages for m in markers)),
+        "marker_only": float(bool(markers) and not rest),
+    }

@@ -75,6 +75,7 @@ def summarise(scores: list[ItemScore]) -> dict[str, dict[str, float]]:
                 rows[group]["abstention"].append(item.scores["abstained"])
                 continue
             rows[group]["accuracy"].append(item.primary or 0.0)
+            rows[group]["marker_only"].append(item.scores.get("marker_only", 0.0))
             if "hit_at_k" in item.scores:
                 rows[group]["hit@3"].append(item.scores["hit_at_k"])
     return {
@@ -115,15 +116,16 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     print(f"model {report['model']}, {len(items)} items ({EVAL_SET.name})")
-    header = ("language", "accuracy", "closed-book", "ratio", "hit@3", "abstain")
-    print("{:<9} {:>9} {:>12} {:>6} {:>6} {:>8}".format(*header))
+    header = ("language", "accuracy", "closed-book", "ratio", "hit@3", "abstain", "[n]-only")
+    print("{:<9} {:>9} {:>12} {:>6} {:>6} {:>8} {:>9}".format(*header))
     for group in sorted(rag):
         r, c = rag[group], closed.get(group, {})
         base = c.get("accuracy", 0.0)
         ratio = f"{r.get('accuracy', 0.0) / base:.2f}" if base else "-"
         print(
             f"{group:<9} {r.get('accuracy', 0):>9.3f} {base:>12.3f} "
-            f"{ratio:>6} {r.get('hit@3', 0):>6.3f} {r.get('abstention', 0):>8.3f}"
+            f"{ratio:>6} {r.get('hit@3', 0):>6.3f} {r.get('abstention', 0):>8.3f} "
+            f"{r.get('marker_only', 0):>9.3f}"
         )
 
 

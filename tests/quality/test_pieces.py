@@ -16,6 +16,7 @@ from qfleet.producer.scoring import (
     abstained,
     answer_scores,
     best_answer_scores,
+    citation_scores,
     field_scores,
     language,
     normalize,
@@ -203,3 +204,8 @@ def test_abstentions_and_accepted_spellings() -> None:
     assert abstained("参考资料中没有提到这个信息。")
     assert not abstained("The limit is 600 requests per minute.")
     assert best_answer_scores(["二十二", "22"], "需要放行22端口。")["contains"] == 1.0
+
+
+def test_citation_markers_outside_the_passages_and_marker_only_answers() -> None:
+    assert citation_scores("Port 8080 [1][4].", 3) == {"invalid_markers": 1.0, "marker_only": 0.0}
+    assert citation_scores(" [1] ", 3) == {"invalid_markers": 0.0, "marker_only": 1.0}
