@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,15 @@ def answer_all(
         context = RetrievedContext(passages=passages, kb_version=1) if with_passages else None
         augmented, sources = augment_messages(job, context)
         futures.append((item, augmented, sources))
-    scored = []
-    for item, augmented, sources in futures:
+
+    def one(case: tuple[EvalItem, GenerateJob, list[Any]]) -> ItemScore:
+        item, augmented, sources = case
         result = run_generate(batcher, augmented, submitted_at=None, worker="bench")
-        scored.append(score_item(item, result.model_copy(update={"sources": sources})))
-    return scored
+        return score_item(item, result.model_copy(update={"sources": sources}))
+
+    # One thread per job slot, as a worker's threads pool does: the batcher groups them.
+    with ThreadPoolExecutor(max_workers=batcher.policy.max_batch_size) as pool:
+        return list(pool.map(one, futures))
 
 
 def summarise(scores: list[ItemScore]) -> dict[str, dict[str, float]]:
