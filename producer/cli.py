@@ -11,7 +11,17 @@ from importlib.metadata import entry_points
 
 import click
 
-from qfleet.producer.commands import batch_runner, dlq, gateway, jobs, kb, ops, run
+from qfleet.producer.commands import (
+    batch_runner,
+    dlq,
+    evaluation,
+    gateway,
+    jobs,
+    kb,
+    ops,
+    quality,
+    run,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -46,6 +56,15 @@ main.add_command(run.run)
 main.add_command(gateway.gateway)
 main.add_command(gateway.keys)
 main.add_command(batch_runner.batch_runner)
+# The quality loop (docs/quality.md): records, feedback, datasets, eval, the gate.
+for _command in (
+    quality.feedback,
+    quality.records,
+    quality.dataset,
+    evaluation.eval_,
+    evaluation.gate,
+):
+    main.add_command(_command)
 # The worker-side commands (`worker`, `model`) come from `qfleet.workers.commands` through the
 # `qfleet.commands` entry points, so the producer side never imports the worker side.
 for _entry in entry_points(group="qfleet.commands"):

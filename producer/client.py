@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from qfleet.tasks.app import create_app
 from qfleet.tasks.constants import (
     ATTEMPTS_KEY,
+    CANARY_SUFFIX,
     CANCEL_KEY,
     JOB_KEY,
     PRIORITY_BULK,
@@ -32,6 +33,7 @@ from qfleet.tasks.constants import (
 from qfleet.tasks.deadletters import DeadLetter, DeadLetterStore
 from qfleet.tasks.errors import (
     BrokerUnavailableError,
+    InvalidJobError,
     JobFailedError,
     JobTimeoutError,
 )
@@ -100,30 +102,35 @@ class FleetClient:
 
     # --- submitting -------------------------------------------------------------------------
 
-    def submit(self, job: GenerateJob | ExtractJob | dict[str, Any]) -> str:
+    def submit(
+        self, job: GenerateJob | ExtractJob | dict[str, Any], *, queue: str | None = None
+    ) -> str:
         """Validate and enqueue `job`; return its job id.
 
         Submitting a job id that was already submitted (and whose result has not expired) does
-        not enqueue it again: the job id is the idempotency key.
+        not enqueue it again: the job id is the idempotency key. `queue` sends a generate or
+        extract job to another queue its kind is served on (a canary: `qfleet eval`).
 
         Raises:
             InvalidJobError: the payload does not validate; nothing was sent.
             BrokerUnavailableError: Redis did not answer.
         """
-        return self.send_checked(check_job(job, self.settings))
+        return self.send_checked(check_job(job, self.settings), queue=queue)
 
-    def send_checked(self, job: GenerateJob | ExtractJob) -> str:
+    def send_checked(self, job: GenerateJob | ExtractJob, *, queue: str | None = None) -> str:
         """Enqueue `job` as it is, for a job already checked with `tasks.limits.check_job`.
 
         Bulk runs check each item once, when they read their file, and send through here. The
         worker validates every job again (the broker is an input too), so an unchecked job
-        fails there rather than running.
+        fails there rather than running. `queue` as for `submit`.
 
         Raises:
+            InvalidJobError: `queue` is not one this job's kind is served on.
             BrokerUnavailableError: Redis did not answer.
         """
-        task, queue, task_id = _route(job)
+        task, default_queue, task_id = _route(job)
         kwargs = {"job": job.model_dump(mode="json"), "submitted_at": time.time()}
+        queue = _queue_override(job, default_queue, queue, kwargs)  # quality loop: canaries
         priority = PRIORITIES[getattr(job, "priority", "bulk")]
         # The retrieve step of a RAG job runs outside the job policy: no ledger entry for it.
         ledgered = task_id == job.job_id
@@ -331,6 +338,25 @@ def _route(job: GenerateJob | ExtractJob) -> tuple[str, str, str]:
     if job.retrieval is not None:
         return TASK_RAG_RETRIEVE, QUEUE_RETRIEVE, RAG_RETRIEVE_ID.format(job_id=job.job_id)
     return TASK_GENERATE, QUEUE_GENERATE, job.job_id
+
+
+def _queue_override(
+    job: GenerateJob | ExtractJob, default: str, queue: str | None, kwargs: dict[str, Any]
+) -> str:
+    """The queue to send `job` to when `queue` (its own, or its canary: `qfleet eval`) is asked.
+
+    A job with retrieval still starts on the retrieve queue; its generate step goes to `queue`
+    (the knowledge base's owner reads `generate_queue` from the kwargs).
+    """
+    own = QUEUE_GENERATE if isinstance(job, GenerateJob) else QUEUE_EXTRACT
+    if queue is None or queue == own:
+        return default
+    if queue != own + CANARY_SUFFIX:
+        raise InvalidJobError(f"a {job.kind} job runs on {own} or {own}{CANARY_SUFFIX}")
+    if default == QUEUE_RETRIEVE:
+        kwargs["generate_queue"] = queue
+        return default
+    return queue
 
 
 def poll_outcome(

@@ -29,6 +29,7 @@ class ExitCode(enum.IntEnum):
     UNAVAILABLE = 4  # broker/result backend unreachable, or a dependency missing
     NOT_FOUND = 5
     INVALID_JOB = 6
+    GATE_REFUSED = 7  # quality loop: `qfleet gate promote` said no
 
 
 def fail(message: str, code: ExitCode) -> NoReturn:

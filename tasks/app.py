@@ -12,6 +12,7 @@ from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from qfleet.tasks.constants import (
     ALL_QUEUES,
+    CANARY_QUEUES,
     QUEUE_EXTRACT,
     QUEUE_GENERATE,
     QUEUE_INGEST,
@@ -86,7 +87,7 @@ def _routing() -> dict[str, Any]:
     return {
         "task_queues": [
             Queue(name, default_exchange, routing_key=name)  # type: ignore[no-untyped-call]
-            for name in ALL_QUEUES
+            for name in (*ALL_QUEUES, *CANARY_QUEUES)  # canaries: quality-loop hook
         ],
         "task_default_queue": QUEUE_GENERATE,
         "task_default_exchange": default_exchange.name,

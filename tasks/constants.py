@@ -10,6 +10,10 @@ QUEUE_EXTRACT: Final = "qfleet.extract"  # bulk structured extraction
 QUEUE_RETRIEVE: Final = "qfleet.retrieve"  # knowledge retrieval (the store's owner consumes it)
 QUEUE_INGEST: Final = "qfleet.ingest"  # knowledge ingest and administration (the same owner)
 ALL_QUEUES: Final = (QUEUE_GENERATE, QUEUE_EXTRACT, QUEUE_RETRIEVE, QUEUE_INGEST)
+# Canary queues (quality loop, docs/quality.md): workers with a candidate model consume these, so
+# `qfleet eval` can score a model rotation before it takes live traffic.
+CANARY_SUFFIX: Final = ".canary"
+CANARY_QUEUES: Final = (QUEUE_GENERATE + CANARY_SUFFIX, QUEUE_EXTRACT + CANARY_SUFFIX)
 
 # Task names equal their queue names: one kind of job, one name, everywhere (logs, Flower, metrics).
 TASK_GENERATE: Final = "qfleet.generate"

@@ -6,6 +6,7 @@ file in the working directory, the defaults below. Secrets are `SecretStr` and n
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,8 @@ from pydantic import Field, RedisDsn, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Device = Literal["auto", "cpu", "cuda"]
+RecordsMode = Literal["off", "on", "sampled"]
+RedactionKind = Literal["email", "phone", "ipv4", "card"]
 ComputeType = Literal[
     "auto",
     "default",
@@ -282,8 +285,42 @@ class Settings(BaseSettings):
         default=256, ge=1, le=2048, description="Most texts in one /v1/embeddings request."
     )
 
+    # --- Quality loop: request records, feedback, the gate (docs/quality.md) -----------------
+    records: RecordsMode = Field(
+        default="off",
+        description="Keep a durable request record of every job (on), a share (sampled), or none.",
+    )
+    records_sample_rate: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="Share of jobs recorded when records=sampled."
+    )
+    records_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL URL of the record store (postgresql://user:pass@host:5432/db).",
+    )
+    records_retention_days: int = Field(
+        default=30, ge=0, description="Records older than this are deleted; 0 keeps them forever."
+    )
+    records_redact: list[RedactionKind] = Field(
+        default=["email", "phone"],
+        description="Built-in redactions of stored text (JSON list of email, phone, ipv4, card).",
+    )
+    records_redact_patterns: list[str] = Field(
+        default_factory=list,
+        description="More regular expressions whose matches are masked in stored text (JSON list).",
+    )
+    gate_margin: float = Field(
+        default=0.02,
+        ge=0.0,
+        le=1.0,
+        description="Most a candidate may score below live and still be promoted by the gate.",
+    )
+
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> Settings:
+        if self.records != "off" and self.records_url is None:
+            raise ValueError("records=on/sampled needs records_url (a PostgreSQL URL)")
+        for pattern in self.records_redact_patterns:
+            re.compile(pattern)  # a bad pattern fails at start, not on the first record
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("chunk_overlap_tokens must be below chunk_tokens")
         if self.task_soft_time_limit_s > self.task_time_limit_s:

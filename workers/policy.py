@@ -20,14 +20,14 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, states
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from pydantic import BaseModel
 
-from qfleet.tasks.constants import ATTEMPTS_KEY, RUNNING_KEY
+from qfleet.tasks.constants import ATTEMPTS_KEY, RUNNING_KEY, TASK_EXTRACT, TASK_GENERATE
 from qfleet.tasks.deadletters import DeadLetter, DeadLetterStore
 from qfleet.tasks.errors import PermanentError
 from qfleet.tasks.ledger import HEADER as LEDGER_HEADER
@@ -40,6 +40,7 @@ from qfleet.workers.outcomes import (
     cancelled_result,
     error_result,
 )
+from qfleet.workers.records import RecordSink
 from qfleet.workers.running import JobWatch, RunningJob, RunningLock
 
 if TYPE_CHECKING:
@@ -125,6 +126,11 @@ class _Delivery:
     worker: str
     payload: Any
     submitted_at: float | None
+    started_at: float = field(default_factory=time.time)
+
+
+# Jobs whose outcomes become request records (docs/quality.md); knowledge jobs do not.
+RECORDED_TASKS = frozenset({TASK_GENERATE, TASK_EXTRACT})
 
 
 class JobPolicy:
@@ -136,6 +142,7 @@ class JobPolicy:
         self.watch = watch
         self.dead_letters = DeadLetterStore(redis, settings.redis_key_prefix)
         self.ledger = Ledger(redis, settings.redis_key_prefix)
+        self.records = RecordSink(settings)  # quality-loop hook (docs/quality.md)
 
     def run(self, task: JobTask, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run `task`'s body for its current delivery; returns the JSON-ready outcome."""
@@ -251,6 +258,8 @@ class JobPolicy:
         if job.job_id != job.delivery_id and outcome.get("status") == "failed":
             backend.store_result(job.job_id, outcome, states.SUCCESS)
         self.ledger.finished(job.delivery_id, header)
+        if job.task.name in RECORDED_TASKS:  # every outcome, result or error, is recorded here
+            self.records.write(job.task, job.payload, outcome, job.started_at, job.submitted_at)
         return outcome
 
     def _dead(self, job: _Delivery, ctx: JobContext, exc: Exception) -> Any:

@@ -15,7 +15,13 @@ from typing import Any
 from celery import shared_task
 from pydantic import BaseModel
 
-from qfleet.tasks.constants import QUEUE_GENERATE, TASK_GENERATE, TASK_RAG_RETRIEVE, TASK_RETRIEVE
+from qfleet.tasks.constants import (
+    CANARY_SUFFIX,
+    QUEUE_GENERATE,
+    TASK_GENERATE,
+    TASK_RAG_RETRIEVE,
+    TASK_RETRIEVE,
+)
 from qfleet.tasks.errors import InvalidJobError
 from qfleet.tasks.knowledge import (
     KnowledgeTimings,
@@ -27,6 +33,9 @@ from qfleet.tasks.limits import parse_generate_job
 from qfleet.workers.knowledge.kb_version import KnowledgeVersion
 from qfleet.workers.knowledge.rag import RetrievedContext
 from qfleet.workers.policy import JobContext, JobOptions, JobTask
+
+# Where a generate step may go: the live queue, or its canary (`qfleet eval`, the release gate).
+GENERATE_QUEUES = (QUEUE_GENERATE, QUEUE_GENERATE + CANARY_SUFFIX)
 
 
 class RetrieveStep(BaseModel):
@@ -62,7 +71,11 @@ def retrieve_task(self: JobTask, ctx: JobContext, job: Any = None) -> RetrieveRe
     job_options=JobOptions(error_under_job_id=True),
 )
 def rag_retrieve_task(
-    self: JobTask, ctx: JobContext, job: Any = None, submitted_at: float | None = None
+    self: JobTask,
+    ctx: JobContext,
+    job: Any = None,
+    submitted_at: float | None = None,
+    generate_queue: Any = None,
 ) -> RetrieveStep:
     """Step 1 of a generate job with retrieval: retrieve, then enqueue the generate step."""
     worker = self.context
@@ -82,7 +95,8 @@ def rag_retrieve_task(
             "context": context.model_dump(mode="json"),
         },
         task_id=parsed.job_id,
-        queue=QUEUE_GENERATE,
+        # `qfleet eval` may send the generate step to the canary queue (docs/quality.md).
+        queue=generate_queue if generate_queue in GENERATE_QUEUES else QUEUE_GENERATE,
         priority=self.request.delivery_info.get("priority") if self.request.delivery_info else None,
     )
     return RetrieveStep(job_id=parsed.job_id, passages=len(passages), kb_version=version)

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from qfleet.producer import openai_batch
 from qfleet.producer.client import FleetClient
@@ -26,7 +25,6 @@ from qfleet.producer.gateway.batch_input import check_input, custom_ids
 from qfleet.producer.gateway.batch_store import BatchMeta, BatchStatus, BatchStore
 from qfleet.producer.gateway.files import FileStore
 from qfleet.producer.runs import BulkRun, RunCancelledError, RunProgress, RunSpec, cancel_run
-from qfleet.tasks.schemas import ExtractJob, GenerateJob
 from qfleet.tasks.settings import Settings
 
 log = logging.getLogger("qfleet.gateway.batches")
@@ -38,15 +36,6 @@ EXPIRED_MESSAGE = "This request could not be executed before the completion wind
 
 class BatchInterruptedError(Exception):
     """The follower must stop (lost its lease, or its process is stopping); another resumes."""
-
-
-class BulkFleet(FleetClient):
-    """A `FleetClient` whose generate jobs go at bulk priority: batches never delay online work."""
-
-    def submit(self, job: GenerateJob | ExtractJob | dict[str, Any]) -> str:
-        if isinstance(job, GenerateJob):
-            job = job.model_copy(update={"priority": "bulk"})
-        return super().submit(job)
 
 
 @dataclass
@@ -147,7 +136,8 @@ class BatchRun:
         ]
         for local in self.locals:
             local.offset = self.files.copy_to(local.file_id, local.path)
-        fleet = BulkFleet(self.settings)
+        # Bulk runs send OpenAI-format lines at bulk priority: batches never delay online work.
+        fleet = FleetClient(self.settings)
         try:
             BulkRun(fleet, spec).execute(on_progress=lambda p: self._on_progress(fleet, p))
         except RunCancelledError:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from qfleet.tasks.app import celery_config, create_app
-from qfleet.tasks.constants import ALL_QUEUES
+from qfleet.tasks.constants import ALL_QUEUES, CANARY_QUEUES
 from qfleet.tasks.errors import InvalidJobError
 from qfleet.tasks.schemas import (
     GenerateJob,
@@ -60,7 +60,7 @@ def test_celery_config_is_json_only_and_at_least_once() -> None:
     for options in (conf["broker_transport_options"], conf["result_backend_transport_options"]):
         assert options["visibility_timeout"] == 900
         assert options["global_keyprefix"] == "fleet-a:"
-    assert [q.name for q in conf["task_queues"]] == list(ALL_QUEUES)
+    assert [q.name for q in conf["task_queues"]] == [*ALL_QUEUES, *CANARY_QUEUES]
 
 
 def test_app_carries_the_configuration() -> None:
