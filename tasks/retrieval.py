@@ -50,3 +50,13 @@ class SourceRef(_Model):
     chunk_id: str
     score: float
     update_time: datetime | None = None
+
+
+class Citation(_Model):
+    """A `[n]` marker in an answer, checked against the passages the answer was given."""
+
+    number: int = Field(description="The n of the marker.")
+    valid: bool = Field(description="Whether passage n was given (1 <= n <= passages).")
+    source_url: str | None = Field(default=None, description="Passage n's source, when valid.")
+    version: str | None = None
+    chunk_id: str | None = None
