@@ -33,6 +33,13 @@ class RetrievalFilters(_Model):
     include_superseded: bool = Field(
         default=False, description="Also return versions that a newer one superseded."
     )
+    min_relevance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Leave out passages less relevant than this (0-1); default: the knowledge "
+        "worker's QFLEET_RAG_RELEVANCE_FLOOR. 0 returns the ranking without a floor.",
+    )
 
 
 class RetrievalSpec(_Model):

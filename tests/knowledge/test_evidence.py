@@ -87,7 +87,7 @@ def test_rules_follow_the_passages_and_titles_are_shown() -> None:
     assert "title: Gateway manual\nPort 9090." in system
     assert system.endswith(f"</reference>\n\n{ANSWER_RULES}")
     assert "full sentence" in ANSWER_RULES
-    assert "I don't know" in ANSWER_RULES
+    assert "similar product" in ANSWER_RULES
 
 
 def test_relevance_is_the_cosine_or_the_lexical_coverage() -> None:

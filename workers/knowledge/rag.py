@@ -2,8 +2,8 @@
 
 Passages go into the system turn between <reference> tags, numbered, each with its source,
 version and title, under an instruction that they are data to answer from and not instructions
-to follow; the rules for the answer (a full sentence, then the marker; "I don't know" when no
-passage answers) follow the passages, closest to the question. A passage cannot close the block
+to follow; the rules for the answer (a full sentence, then the marker) follow the passages,
+closest to the question. A passage cannot close the block
 early (any spelling of its closing tag is neutralised), nor end the system turn (control-token
 spellings such as `<|im_end|>` are broken up).
 
@@ -41,12 +41,13 @@ REFERENCE_INSTRUCTION = (
 )
 # After the passages: the two commonest failures of a small model were an answer that is only
 # a marker ("[1]") and a number or name taken from a neighbouring passage (ops/bench/rag.py).
+# Asking it to reply "I don't know" when no passage answers made the demo model abstain on 6
+# of 38 answerable questions, so abstaining is left to the relevance floor.
 ANSWER_RULES = (
     "Answer in one full sentence that states the fact the question asks for (the number, name "
     "or date exactly as the passage gives it), in the language of the question, then cite the "
     "passage you used by its number, like [1]. Use only a passage about exactly what the "
-    "question asks: others may be about a similar product, version or policy. If no passage "
-    "answers the question, reply only: I don't know."
+    "question asks: others may be about a similar product, version or policy."
 )
 
 

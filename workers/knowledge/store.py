@@ -163,6 +163,8 @@ class KnowledgeStore:
                 dense_weight=dense_weight,
             )
             vectors = {r.id: r.dense for r in self.index.retrieve([h.id for h in hits])}
+        floor = self.relevance_floor if filters is None else filters.min_relevance
+        floor = self.relevance_floor if floor is None else floor
         # The cosine says something only when the embedder reads every token of the query.
         reads_query = self.embedder.unknown_ratio(query) == 0.0
         passages = []
@@ -170,7 +172,7 @@ class KnowledgeStore:
             vector = vectors.get(hit.id)
             cosine = float(np.dot(dense, vector)) if reads_query and vector is not None else None
             score = relevance(cosine, lexical_coverage(query, hit.payload["text"]))
-            if score >= self.relevance_floor:
+            if score >= floor:
                 passages.append(_passage(hit.id, hit.score, hit.payload, score))
         return passages
 
