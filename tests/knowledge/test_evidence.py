@@ -84,7 +84,10 @@ def test_rules_follow_the_passages_and_titles_are_shown() -> None:
     context = RetrievedContext(passages=[passage("kb://a", title="Gateway manual")], kb_version=1)
     augmented, _ = augment_messages(job, context)
     system = augmented.chat()[0].content
-    assert "title: Gateway manual\nPort 9090." in system
+    assert (
+        "[1] Port 9090.\n(source: kb://a · version 2 · updated 2025-01-02 · title: Gateway manual)"
+        in system
+    )
     assert system.endswith(f"</reference>\n\n{ANSWER_RULES}")
     assert "full sentence" in ANSWER_RULES
     assert "similar product" in ANSWER_RULES

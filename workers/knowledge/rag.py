@@ -1,11 +1,11 @@
 """Retrieval-augmented generation: passages into the prompt, sources and the cache around it.
 
-Passages go into the system turn between <reference> tags, numbered, each with its source,
-version and title, under an instruction that they are data to answer from and not instructions
-to follow; the rules for the answer (a full sentence, then the marker) follow the passages,
-closest to the question. A passage cannot close the block
-early (any spelling of its closing tag is neutralised), nor end the system turn (control-token
-spellings such as `<|im_end|>` are broken up).
+Passages go into the system turn between <reference> tags, numbered, each followed by its
+source, version and title, under an instruction that they are data to answer from and not
+instructions to follow; the rules for the answer (a full sentence, then the marker) follow the
+passages, closest to the question. A passage cannot close the block early (any spelling of its
+closing tag is neutralised), nor end the system turn (control-token spellings such as
+`<|im_end|>` are broken up).
 
 A job whose retrieval found no passage above the relevance floor is not given to the model: it
 is answered "I don't know" with `abstained: true`. Every answer's `[n]` markers are checked
@@ -47,7 +47,8 @@ ANSWER_RULES = (
     "Answer in one full sentence that states the fact the question asks for (the number, name "
     "or date exactly as the passage gives it), in the language of the question, then cite the "
     "passage you used by its number, like [1]. Use only a passage about exactly what the "
-    "question asks: others may be about a similar product, version or policy."
+    "question asks: others may be about a similar product, version or policy. Do not copy "
+    "the passages or their source lines."
 )
 
 
@@ -99,13 +100,12 @@ def reference_block(passages: list[Passage]) -> str:
     for number, passage in enumerate(passages, start=1):
         updated = passage.update_time.date().isoformat() if passage.update_time else "unknown"
         text = _CLOSING_TAG.sub("</ reference>", as_data(passage.text))
-        title = ""
+        # The passage's text comes right after its marker and its provenance after the text:
+        # with the provenance first, the demo model often answered by copying that line.
+        about = f"source: {passage.source_url} · version {passage.version} · updated {updated}"
         if passage.title:
-            title = f"title: {_CLOSING_TAG.sub('</ reference>', as_data(passage.title))}\n"
-        parts.append(
-            f"[{number}] source: {passage.source_url} · version {passage.version} · "
-            f"updated {updated}\n{title}{text}"
-        )
+            about += f" · title: {_CLOSING_TAG.sub('</ reference>', as_data(passage.title))}"
+        parts.append(f"[{number}] {text}\n({about})")
     body = "\n\n".join(parts)
     return f"{REFERENCE_INSTRUCTION}\n\n<reference>\n{body}\n</reference>"
 
