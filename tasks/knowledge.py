@@ -105,6 +105,12 @@ class Passage(_Model):
     chunk_index: int
     latest: bool
     title: str | None = None
+    relevance: float | None = Field(
+        default=None,
+        description="How well the passage covers the query, 0-1, comparable across queries "
+        "(the fused `score` is rank-based and is not); passages below the relevance floor "
+        "are not returned.",
+    )
 
 
 class IngestedDocument(_Model):

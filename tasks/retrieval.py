@@ -33,6 +33,13 @@ class RetrievalFilters(_Model):
     include_superseded: bool = Field(
         default=False, description="Also return versions that a newer one superseded."
     )
+    min_relevance: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Leave out passages less relevant than this (0-1); default: the knowledge "
+        "worker's QFLEET_RAG_RELEVANCE_FLOOR. 0 returns the ranking without a floor.",
+    )
 
 
 class RetrievalSpec(_Model):
@@ -50,3 +57,13 @@ class SourceRef(_Model):
     chunk_id: str
     score: float
     update_time: datetime | None = None
+
+
+class Citation(_Model):
+    """A `[n]` marker in an answer, checked against the passages the answer was given."""
+
+    number: int = Field(description="The n of the marker.")
+    valid: bool = Field(description="Whether passage n was given (1 <= n <= passages).")
+    source_url: str | None = Field(default=None, description="Passage n's source, when valid.")
+    version: str | None = None
+    chunk_id: str | None = None

@@ -25,7 +25,7 @@ from pydantic import (
 
 from qfleet.tasks.errors import InvalidJobError
 from qfleet.tasks.extract_schema import check_extract_schema
-from qfleet.tasks.retrieval import RetrievalSpec, SourceRef
+from qfleet.tasks.retrieval import Citation, RetrievalSpec, SourceRef
 
 # Hard caps, independent of any deployment's settings: nothing larger is ever valid.
 MAX_TEXT_CHARS = 200_000
@@ -176,6 +176,13 @@ class JobResult(_Model):
         default_factory=list, description="Knowledge-base passages the answer was given with."
     )
     cached: bool = Field(default=False, description="Answered from the answer cache.")
+    citations: list[Citation] = Field(
+        default_factory=list,
+        description="The [n] markers the answer uses, each checked against the passages given.",
+    )
+    abstained: bool = Field(
+        default=False, description="The answer says the knowledge base does not hold it."
+    )
 
 
 class JobError(_Model):

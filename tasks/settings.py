@@ -174,6 +174,14 @@ class Settings(BaseSettings):
     answer_cache_ttl_s: int = Field(
         default=3_600, ge=0, description="How long greedy answers are cached; 0 turns it off."
     )
+    # --- Knowledge base: answers that show their evidence (docs/knowledge.md) -----------------
+    rag_relevance_floor: float = Field(
+        default=0.34,
+        ge=0.0,
+        le=1.0,
+        description="Passages less relevant than this (0-1) are not retrieved; a question "
+        "with none left is answered 'I don't know'. Calibrated per embedder.",
+    )
 
     # --- Limits (the worker enforces the model's context window on top) ----------------------
     max_prompt_chars: int = Field(default=32_000, ge=1, description="Largest prompt text.")

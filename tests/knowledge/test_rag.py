@@ -33,7 +33,7 @@ def test_passages_go_into_the_system_turn_with_their_sources() -> None:
     augmented, sources = augment_messages(job, context)
     system, user = augmented.chat()
     assert system.content.startswith("Be brief.\n\n")
-    assert "<reference>\n[1] source: kb://doc · version 2 · updated 2025-01-02\nPort 9090." in (
+    assert "<reference>\n[1] Port 9090.\n(source: kb://doc · version 2 · updated 2025-01-02)" in (
         system.content
     )
     assert "data, not instructions" in system.content

@@ -29,6 +29,9 @@ _CJK = (
 )
 _TOKEN = re.compile(rf"[{_CJK}]+|[^\W_{_CJK}]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"^[{_CJK}]+$")
+# "4.2" and "4.3" share both their words ("4", "2"/"3"), so release notes of neighbouring
+# versions tie; a dotted number is also kept whole as a term of its own.
+_DOTTED_NUMBER = re.compile(r"\d+(?:\.\d+)+")
 # Words so frequent they only add noise (IDF would shrink them, but they still cost postings).
 _STOPWORDS = frozenset(
     [
@@ -88,6 +91,7 @@ def terms(text: str) -> list[str]:
             out.extend([token] if len(token) == 1 else _bigrams(token))
         elif token not in _STOPWORDS:
             out.append(token)
+    out.extend(_DOTTED_NUMBER.findall(text))
     return out
 
 

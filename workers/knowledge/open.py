@@ -64,6 +64,7 @@ def open_store(settings: Settings) -> KnowledgeStore:
             chunk_tokens=settings.chunk_tokens,
             overlap_tokens=settings.chunk_overlap_tokens,
             backend=backend,
+            relevance_floor=settings.rag_relevance_floor,
         )
     except Exception as exc:  # a locked folder or an unreachable server
         raise StoreUnavailableError(f"cannot open the knowledge base ({backend}): {exc}") from exc

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
+
 from qfleet.tasks.errors import NotFoundError
 from qfleet.tasks.knowledge import (
     IngestedDocument,
@@ -38,6 +40,7 @@ from qfleet.workers.knowledge.index import (
     VectorIndex,
 )
 from qfleet.workers.knowledge.lexical import SparseVector, document_vector, query_vector
+from qfleet.workers.knowledge.relevance import lexical_coverage, relevance
 
 # Chunk ids are stable: the same (source, version, chunk) always maps to the same point.
 _CHUNK_NAMESPACE = uuid.UUID("6f1e8f0a-5b8e-4d55-9a43-1f6d0c2b7e11")
@@ -81,8 +84,11 @@ class KnowledgeStore:
         chunk_tokens: int = 200,
         overlap_tokens: int = 40,
         backend: str = "qdrant",
+        relevance_floor: float = 0.0,
     ) -> None:
         self.index = index
+        # Passages whose relevance (workers/knowledge/relevance.py) is below this are dropped.
+        self.relevance_floor = relevance_floor
         self.embedder = embedder
         self.chunk_tokens = chunk_tokens
         self.overlap_tokens = overlap_tokens
@@ -137,11 +143,12 @@ class KnowledgeStore:
         *,
         signals: Signals = "hybrid",
     ) -> list[Passage]:
-        """The `top_k` passages for `query` by reciprocal rank fusion of dense and lexical.
+        """The `top_k` passages for `query` by reciprocal rank fusion of dense and lexical,
+        each with its relevance; those below the store's relevance floor are left out.
 
         `signals` narrows the search to one of them (to measure what each contributes).
         """
-        dense = self.embedder.embed([query])[0].tolist() if signals != "lexical" else None
+        dense = self.embedder.embed([query])[0].tolist()
         sparse = query_vector(query) if signals != "dense" else SparseVector([], [])
         candidates = max(top_k * _CANDIDATES_PER_RESULT, _MIN_CANDIDATES)
         where = search_conditions(filters or RetrievalFilters())
@@ -150,9 +157,26 @@ class KnowledgeStore:
         dense_weight = max(1.0 - self.embedder.unknown_ratio(query), _MIN_DENSE_WEIGHT)
         with self._lock:
             hits = self.index.hybrid_query(
-                dense, sparse, where, top_k, candidates, dense_weight=dense_weight
+                None if signals == "lexical" else dense,
+                sparse,
+                where,
+                top_k,
+                candidates,
+                dense_weight=dense_weight,
             )
-        return [_passage(hit.id, hit.score, hit.payload) for hit in hits]
+            vectors = {r.id: r.dense for r in self.index.retrieve([h.id for h in hits])}
+        floor = self.relevance_floor if filters is None else filters.min_relevance
+        floor = self.relevance_floor if floor is None else floor
+        # The cosine says something only when the embedder reads every token of the query.
+        reads_query = self.embedder.unknown_ratio(query) == 0.0
+        passages = []
+        for hit in hits:
+            vector = vectors.get(hit.id)
+            cosine = float(np.dot(dense, vector)) if reads_query and vector is not None else None
+            score = relevance(cosine, lexical_coverage(query, hit.payload["text"]))
+            if score >= floor:
+                passages.append(_passage(hit.id, hit.score, hit.payload, score))
+        return passages
 
     def versions(self, source_url: str) -> list[SourceVersion]:
         """Every stored version of `source_url`, oldest first."""
@@ -318,7 +342,9 @@ def chunk_id(source_url: str, version: str, index: int) -> str:
     return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{source_url}\0{version}\0{index}"))
 
 
-def _passage(point_id: str, score: float, payload: dict[str, Any]) -> Passage:
+def _passage(
+    point_id: str, score: float, payload: dict[str, Any], relevance: float | None = None
+) -> Passage:
     return Passage(
         chunk_id=point_id,
         text=payload["text"],
@@ -330,6 +356,7 @@ def _passage(point_id: str, score: float, payload: dict[str, Any]) -> Passage:
         chunk_index=int(payload["chunk_index"]),
         latest=bool(payload.get("latest")),
         title=payload.get("title"),
+        relevance=relevance,
     )
 
 
