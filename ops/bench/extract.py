@@ -112,6 +112,23 @@ def same_tokens_seconds(
     return total
 
 
+def plain_in_process(model: LoadedModel, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The kept prompt, generated without any grammar; the JSON taken from the answer."""
+    from qfleet.workers.engine.generation import GenerationRequest, Sampling, generate
+
+    out: dict[str, Any] = {}
+    tokenizer = model.tokenizer
+    for schema, group in _by_schema(records).items():
+        job = _job(group, schema)
+        prompts = _prompts(job, [r["text"] for r in group], tokenizer, ExtractPolicy().style)
+        requests = [GenerationRequest(prompt_ids=p, max_new_tokens=MAX_TOKENS) for p in prompts]
+        for record, answer in zip(
+            group, generate(model.generator, tokenizer, requests, Sampling()), strict=True
+        ):
+            out[record["id"]] = {"status": "plain", "object": parse_plain(answer.text)}
+    return out
+
+
 def _bulk(fleet: Any, folder: Path, name: str, lines: list[dict[str, Any]], **spec: Any) -> Any:
     """One bulk run through the worker; (output lines by id, seconds)."""
     from qfleet.producer.runs import BulkRun, RunSpec
@@ -226,6 +243,9 @@ def run_ablation(model_dir: Path, records: list[dict[str, Any]], threads: int) -
     outputs: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
     try:
+        started = time.perf_counter()
+        outputs["plain prompting (no grammar)"] = plain_in_process(model, records)
+        seconds["plain prompting (no grammar)"] = time.perf_counter() - started
         for name, policy in variants.items():
             outputs[name], seconds[name] = {}, 0.0
             for schema, group in _by_schema(records).items():

@@ -256,7 +256,7 @@ class GuidedDecoder:
         field_name = row.trail.field
         if field_name is not None and not row.trail.in_key and not set(chosen) <= _STRUCTURAL:
             row.repaired_fields.add(field_name)
-        row.accept([best])
+        self._take(row, [best])
         self._fast_forward(row)
         if row.active and row.remaining <= 0:
             row.finish_reason = "length"
@@ -275,14 +275,22 @@ class GuidedDecoder:
             return False
         trial = row.matcher.deep_copy()
         quote = self.guide.ll_tokenizer.tokenize_bytes(b'"')
-        if not trial.consume_tokens(quote) or trial.try_consume_tokens([row.refused_token]) != 1:
+        if trial.try_consume_tokens(quote) != len(quote):
+            return False
+        if trial.try_consume_tokens([row.refused_token]) != 1:
             return False
         tokens = [*quote, row.refused_token][: row.remaining]
         if len(tokens) < len(quote) + 1:
             return False
         row.matcher = trial
-        row.accept(tokens)
+        self._take(row, tokens)
         return True
+
+    def _take(self, row: _Row, tokens: Sequence[int]) -> None:
+        """Accept tokens the matcher consumed, and act on a repeat or loop they complete."""
+        cut = row.accept(tokens)
+        if cut is not None and row.active:
+            self._apply_cut(row, cut)
 
     def _apply_cut(self, row: _Row, cut: Cut) -> bool:
         """Cut the row back to `cut.offset` bytes and force `cut.then`; False if not allowed."""
@@ -295,7 +303,9 @@ class GuidedDecoder:
             return False
         tail = bytes(row.trail.text[start : cut.offset]) + cut.then
         tokens = self.guide.ll_tokenizer.tokenize_bytes(tail)
-        if len(tokens) > row.spec.max_new_tokens - keep or not trial.consume_tokens(tokens):
+        if len(tokens) > row.spec.max_new_tokens - keep:
+            return False
+        if trial.try_consume_tokens(tokens) != len(tokens):
             return False
         row.matcher = trial
         del row.ids[keep:], row.ends[keep:]
@@ -311,10 +321,10 @@ class GuidedDecoder:
     def _force(self, row: _Row, text: bytes) -> bool:
         tokens = self.guide.ll_tokenizer.tokenize_bytes(text)[: row.remaining]
         trial = row.matcher.deep_copy()
-        if not tokens or not trial.consume_tokens(tokens):
+        if not tokens or trial.try_consume_tokens(tokens) != len(tokens):
             return False
         row.matcher = trial
-        row.accept(tokens)
+        self._take(row, tokens)
         return True
 
     def _fast_forward(self, row: _Row) -> None:
@@ -323,7 +333,7 @@ class GuidedDecoder:
             return
         forced = row.matcher.compute_ff_tokens()[: max(row.remaining, 0)]
         if forced and row.matcher.consume_tokens(forced):
-            row.accept(forced)
+            self._take(row, forced)
 
     def _output(self, row: _Row, elapsed: float) -> GuidedOutput:
         # Decode bytes, not skip-special text: the grammar allows only JSON bytes anyway.

@@ -202,8 +202,10 @@ def _separators(number: str) -> str:
 def _scale(after: str) -> float:
     tail = after.strip().lower()
     for word in sorted(_SCALES, key=len, reverse=True):
+        rest = tail[len(word) : len(word) + 1]
+        # An English word must end there ("3 m" is not "3 mm"); 万 and 亿 need no boundary.
         if tail.startswith(word) and (
-            len(tail) == len(word) or not tail[len(word)].isascii() or not tail[len(word)].isalpha()
+            not word.isascii() or not rest.isascii() or not rest.isalpha()
         ):
             return _SCALES[word]
     return 1.0
