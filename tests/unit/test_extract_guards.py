@@ -128,7 +128,8 @@ def test_a_looping_string_is_cut_and_reported(decoder: GuidedDecoder) -> None:
     assert output.finish_reason == "stop"
     assert json.loads(output.text)["note"] == "ab ha "
     item = build_item("a", output, read_output(output, schema), schema)
-    assert item.status == "incomplete" and item.code_fields == ["note"]
+    assert item.status == "incomplete"
+    assert item.code_fields == ["note"]
 
 
 def test_run_extract_never_reports_a_value_from_code_as_succeeded(

@@ -38,7 +38,8 @@ def test_an_ambiguous_day_month_order_is_read_and_said() -> None:
     iso, note = parse_date("7/10/2024")
 
     assert iso == "2024-07-10"
-    assert note is not None and "ambiguous" in note
+    assert note is not None
+    assert "ambiguous" in note
     assert parse_date("25/07/2024") == ("2024-07-25", None)
 
 
@@ -112,8 +113,10 @@ SCHEMA: dict[str, Any] = {
 def test_the_decode_schema_relaxes_only_copied_values() -> None:
     relaxed = decode_schema(SCHEMA)["properties"]
 
-    assert relaxed["when"]["type"] == "string" and "format" not in relaxed["when"]
-    assert relaxed["total"]["type"] == ["string", "null"] and "minimum" not in relaxed["total"]
+    assert relaxed["when"]["type"] == "string"
+    assert "format" not in relaxed["when"]
+    assert relaxed["total"]["type"] == ["string", "null"]
+    assert "minimum" not in relaxed["total"]
     assert "enum" not in relaxed["currency"]
     assert relaxed["tags"] == SCHEMA["properties"]["tags"]
     assert relaxed["code"] == SCHEMA["properties"]["code"]
