@@ -9,8 +9,9 @@ The default mode starts one real worker process (demo model when cached, else th
 under a Redis key prefix of its own and, in one run, measures:
   guided      each schema's documents as a bulk run (`BulkRun`, the code behind
               `qfleet run submit`) of extract jobs, 16 documents a job
-  plain       the same documents and prompt as generate jobs through the same worker (no
-              grammar; the JSON is taken from the answer as it comes)
+  plain       the same documents as generate jobs through the same worker, with the JSON Schema
+              shown as it is (no grammar; the JSON is taken from the answer as it comes), and
+              the same answers read by guided extraction's value reader
   same tokens after the worker stops: plain generation, in process, of the guided prompts,
               each row stopped at exactly as many tokens as its guided object took
 and prints validity, strict field accuracy, exact records, the share of values from code,
@@ -37,10 +38,14 @@ from qfleet.tasks.schemas import ExtractJob
 from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
 from qfleet.workers.engine.tiny import default_cache_root, ensure_tiny_model
 from qfleet.workers.extraction import ExtractPolicy, extraction_messages, guided_decoder
+from qfleet.workers.extraction.fields import read_value
+from qfleet.workers.extraction.prompt import PromptStyle
 from qfleet.workers.extraction.run import _document_independent_length, _prompts, run_extract
+from qfleet.workers.extraction.values import UnreadableError
 
 DEMO_PREFIX = "qwen2.5"
 MAX_TOKENS = 256
+PLAIN_STYLE: PromptStyle = "schema"
 BATCH = 16
 
 
@@ -112,6 +117,28 @@ def same_tokens_seconds(
     return total
 
 
+def _plain_prompt(job: ExtractJob, record: dict[str, Any]) -> list[Any]:
+    # Plain prompting's best: the JSON Schema shown as it is, asking for its spellings.
+    return extraction_messages(job, record["text"], PLAIN_STYLE)
+
+
+def read_plain(records: list[dict[str, Any]], plain: dict[str, Any]) -> dict[str, Any]:
+    """Plain answers read the way guided ones are (dates, amounts, enum words), per field."""
+    out: dict[str, Any] = {}
+    by_id = {r["id"]: r for r in records}
+    for key, answer in plain.items():
+        obj = answer.get("object")
+        props = SCHEMAS[by_id[key]["schema"]]["properties"]
+        read: dict[str, Any] = {}
+        for name, value in (obj or {}).items():
+            try:
+                read[name] = read_value(value, props.get(name, {})).value
+            except UnreadableError:
+                read[name] = value
+        out[key] = {"status": answer.get("status"), "object": read if obj is not None else None}
+    return out
+
+
 def plain_in_process(model: LoadedModel, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The kept prompt, generated without any grammar; the JSON taken from the answer."""
     from qfleet.workers.engine.generation import GenerationRequest, Sampling, generate
@@ -120,7 +147,7 @@ def plain_in_process(model: LoadedModel, records: list[dict[str, Any]]) -> dict[
     tokenizer = model.tokenizer
     for schema, group in _by_schema(records).items():
         job = _job(group, schema)
-        prompts = _prompts(job, [r["text"] for r in group], tokenizer, ExtractPolicy().style)
+        prompts = _prompts(job, [r["text"] for r in group], tokenizer, PLAIN_STYLE)
         requests = [GenerationRequest(prompt_ids=p, max_new_tokens=MAX_TOKENS) for p in prompts]
         for record, answer in zip(
             group, generate(model.generator, tokenizer, requests, Sampling()), strict=True
@@ -185,10 +212,7 @@ def run_fleet(model_dir: Path, records: list[dict[str, Any]], threads: int) -> d
                 seconds["guided"] += spent
                 job = _job(group[:1], schema)
                 asks = [
-                    {
-                        "id": r["id"],
-                        "messages": [m.model_dump() for m in extraction_messages(job, r["text"])],
-                    }
+                    {"id": r["id"], "messages": [m.model_dump() for m in _plain_prompt(job, r)]}
                     for r in group
                 ]
                 out, spent = _bulk(fleet, folder, f"{schema}-plain", asks, kind="generate")
@@ -210,7 +234,12 @@ def run_fleet(model_dir: Path, records: list[dict[str, Any]], threads: int) -> d
         k: {"status": v.get("status"), "object": parse_plain(v.get("text", ""))}
         for k, v in plain.items()
     }
-    return _report(model_dir.name, records, {"guided": guided, "plain": plain_items}, seconds)
+    outputs = {
+        "guided": guided,
+        "plain": plain_items,
+        "plain, read like guided": read_plain(records, plain_items),
+    }
+    return _report(model_dir.name, records, outputs, seconds)
 
 
 def _report(
@@ -244,8 +273,10 @@ def run_ablation(model_dir: Path, records: list[dict[str, Any]], threads: int) -
     seconds: dict[str, float] = {}
     try:
         started = time.perf_counter()
-        outputs["plain prompting (no grammar)"] = plain_in_process(model, records)
+        plain = plain_in_process(model, records)
         seconds["plain prompting (no grammar)"] = time.perf_counter() - started
+        outputs["plain prompting (no grammar)"] = plain
+        outputs["plain, read like guided"] = read_plain(records, plain)
         for name, policy in variants.items():
             outputs[name], seconds[name] = {}, 0.0
             for schema, group in _by_schema(records).items():
