@@ -69,9 +69,16 @@ def pick(records: list[dict[str, Any]], docs: int) -> list[dict[str, Any]]:
     return chosen
 
 
-def _job(records: list[dict[str, Any]], schema: str) -> ExtractJob:
+def _job(records: list[dict[str, Any]], schema: str, example: bool = False) -> ExtractJob:
     documents = [{"id": r["id"], "text": r["text"]} for r in records]
-    return ExtractJob(documents=documents, json_schema=SCHEMAS[schema], max_tokens=MAX_TOKENS)
+    # The set's last document of the schema (never among the first 56 picked) as a few-shot.
+    shot = [r for r in load() if r["schema"] == schema][-1] if example else None
+    return ExtractJob(
+        documents=documents,
+        json_schema=SCHEMAS[schema],
+        max_tokens=MAX_TOKENS,
+        examples=[{"text": shot["text"], "output": shot["gold"]}] if shot else [],
+    )
 
 
 def _by_schema(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -262,10 +269,10 @@ def _report(
 def run_ablation(model_dir: Path, records: list[dict[str, Any]], threads: int) -> dict[str, Any]:
     """`run_extract` in process under each policy variant, on the same documents."""
     variants = {
-        "kept (fields prompt, copy values, repair pass)": ExtractPolicy(),
-        "JSON Schema prompt": ExtractPolicy(style="schema"),
-        "values forced token by token": ExtractPolicy(copy_values=False),
-        "no repair pass": ExtractPolicy(repair_pass=False),
+        "kept (fields prompt, copy values, repair pass)": (ExtractPolicy(), False),
+        "JSON Schema prompt": (ExtractPolicy(style="schema"), False),
+        "values forced token by token": (ExtractPolicy(copy_values=False), False),
+        "kept + one example document": (ExtractPolicy(), True),
     }
     model = load_model(model_dir, EngineOptions(cpu_threads=threads))
     decoder = guided_decoder(model, model_dir)
@@ -277,13 +284,13 @@ def run_ablation(model_dir: Path, records: list[dict[str, Any]], threads: int) -
         seconds["plain prompting (no grammar)"] = time.perf_counter() - started
         outputs["plain prompting (no grammar)"] = plain
         outputs["plain, read like guided"] = read_plain(records, plain)
-        for name, policy in variants.items():
+        for name, (policy, example) in variants.items():
             outputs[name], seconds[name] = {}, 0.0
             for schema, group in _by_schema(records).items():
                 started = time.perf_counter()
                 result = run_extract(
-                    model, decoder, _job(group, schema), submitted_at=None, worker="bench",
-                    policy=policy,
+                    model, decoder, _job(group, schema, example), submitted_at=None,
+                    worker="bench", policy=policy,
                 )  # fmt: skip
                 seconds[name] += time.perf_counter() - started
                 outputs[name].update({i.id: i.model_dump() for i in result.items})

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from qfleet.tasks.schemas import ChatMessage, ExtractJob
 from qfleet.workers.engine.chat import as_data
+from qfleet.workers.extraction.values import CURRENCY_WORDS
 
 PromptStyle = Literal["fields", "schema"]
 DEFAULT_STYLE: PromptStyle = "fields"
@@ -38,6 +39,10 @@ def _kind(node: dict[str, Any]) -> str:
         return " or ".join(kinds) + (" or null" if nullable else "")
     if "enum" in node:
         values = ", ".join(json.dumps(v, ensure_ascii=False) for v in node["enum"])
+        if set(node["enum"]) - {None} <= set(CURRENCY_WORDS.values()):
+            # Documents write currencies as marks (¥, 元, $, €); the reader knows them, and a
+            # small model asked for a code alone tends to write the first one listed.
+            return f"currency as the document writes it (mark, word or code), one of {values}"
         return f"one of {values}"
     if "const" in node:
         return f"always {json.dumps(node['const'], ensure_ascii=False)}"
