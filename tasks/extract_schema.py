@@ -29,7 +29,14 @@ MAX_SCHEMA_JSON_NESTING = 4 * MAX_SCHEMA_DEPTH + 8
 
 TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
 # Keywords that only describe (never constrain): accepted and kept, the model may read them.
-ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "$schema"})
+ANNOTATIONS = frozenset(
+    {
+        "title", "description", "default", "examples", "$comment", "$schema",
+        # Identifiers and read/write hints (draft-04 spells `$id` as `id`): they name, never
+        # constrain.
+        "$id", "id", "readOnly", "writeOnly", "deprecated",
+    }
+)  # fmt: skip
 # Formats the grammar enforces; each is also asserted by the final jsonschema check.
 STRING_FORMATS = frozenset({"date", "date-time", "email", "uri", "uuid"})
 
