@@ -185,6 +185,27 @@ def _bulk(fleet: Any, folder: Path, name: str, lines: list[dict[str, Any]], **sp
     return out, seconds
 
 
+def _fleet_runs(fleet: Any, folder: Path, records: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+    """Per schema, the guided bulk run, then the plain one; (guided, plain, seconds)."""
+    guided: dict[str, Any] = {}
+    plain: dict[str, Any] = {}
+    seconds = {"guided": 0.0, "plain": 0.0}
+    for schema, group in _by_schema(records).items():
+        docs = [{"id": r["id"], "text": r["text"]} for r in group]
+        out, spent = _bulk(fleet, folder, schema, docs, json_schema=SCHEMAS[schema], window=2)
+        guided.update(out)
+        seconds["guided"] += spent
+        job = _job(group[:1], schema)
+        asks = [
+            {"id": r["id"], "messages": [m.model_dump() for m in _plain_prompt(job, r)]}
+            for r in group
+        ]
+        out, spent = _bulk(fleet, folder, f"{schema}-plain", asks, kind="generate")
+        plain.update(out)
+        seconds["plain"] += spent
+    return guided, plain, seconds
+
+
 def run_fleet(model_dir: Path, records: list[dict[str, Any]], threads: int) -> dict[str, Any]:
     """Guided and plain bulk runs through one worker, then plain generation of the same tokens."""
     import redis
@@ -199,9 +220,6 @@ def run_fleet(model_dir: Path, records: list[dict[str, Any]], threads: int) -> d
         "QFLEET_MODEL_DIR": str(model_dir),
         "QFLEET_CPU_THREADS": str(threads),
     }
-    guided: dict[str, Any] = {}
-    plain: dict[str, Any] = {}
-    seconds = {"guided": 0.0, "plain": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         worker = WorkerProcess(
@@ -210,21 +228,7 @@ def run_fleet(model_dir: Path, records: list[dict[str, Any]], threads: int) -> d
         ).start(ready_timeout=180)  # fmt: skip
         fleet = FleetClient(Settings(redis_key_prefix=prefix))
         try:
-            for schema, group in _by_schema(records).items():
-                docs = [{"id": r["id"], "text": r["text"]} for r in group]
-                out, spent = _bulk(
-                    fleet, folder, schema, docs, json_schema=SCHEMAS[schema], window=2
-                )
-                guided.update(out)
-                seconds["guided"] += spent
-                job = _job(group[:1], schema)
-                asks = [
-                    {"id": r["id"], "messages": [m.model_dump() for m in _plain_prompt(job, r)]}
-                    for r in group
-                ]
-                out, spent = _bulk(fleet, folder, f"{schema}-plain", asks, kind="generate")
-                plain.update(out)
-                seconds["plain"] += spent
+            guided, plain, seconds = _fleet_runs(fleet, folder, records)
         finally:
             worker.stop()
             client = redis.Redis.from_url(fleet.settings.broker)

@@ -41,104 +41,123 @@ def _amount(rng: random.Random, big: bool = False) -> float:
     return round(rng.uniform(800, 48_000), 2)
 
 
+Sampled = tuple[dict[str, Any], dict[str, str | None]]
+
+
 def _writers(lang: str) -> tuple[Any, Any]:
     return (en_date, en_amount) if lang == "en" else (zh_date, zh_amount)
 
 
+def _invoice(pool: dict[str, Any], n: int, rng: random.Random, lang: str) -> Sampled:
+    write_date, write_amount = _writers(lang)
+    issued = _day(rng)
+    due = issued + timedelta(days=rng.choice([14, 30, 45])) if n % 3 else None
+    currency = pool["currencies"][n % len(pool["currencies"])]
+    total = _amount(rng)
+    items = rng.sample(pool["items"], rng.randint(1, 4))
+    gold = {
+        "vendor": pool["names"][n],
+        "invoice_number": f"{pool['number_prefix']}-{rng.randint(1000, 99999)}",
+        "issue_date": issued.isoformat(),
+        "due_date": due.isoformat() if due else None,
+        "total": total,
+        "currency": currency,
+        "items": items,
+        "paid": n % 2 == 0,
+    }
+    subtotal = round(total / 1.13, 2)
+    shown = {
+        "issue_date": write_date(issued, rng),
+        "due_date": write_date(due, rng) if due else None,
+        "total": write_amount(total, currency, rng),
+        "subtotal": write_amount(subtotal, currency, rng),
+        "tax": write_amount(round(total - subtotal, 2), currency, rng),
+        "sent": write_date(issued + timedelta(days=1), rng),
+    }
+    return gold, shown
+
+
+def _contract(pool: dict[str, Any], n: int, rng: random.Random, lang: str) -> Sampled:
+    write_date, write_amount = _writers(lang)
+    signed = _day(rng)
+    months = rng.choice([6, 12, 24, 36])
+    open_ended = n % 4 == 3
+    end = None if open_ended else signed + timedelta(days=round(months * 30.44))
+    currency = pool["currencies"][n % len(pool["currencies"])]
+    value = _amount(rng, big=True)
+    parties = rng.sample(pool["parties"], 3 if n % 5 == 0 else 2)
+    gold = {
+        "parties": parties,
+        "contract_type": pool["types"][n % 5][0],
+        "signed_date": signed.isoformat(),
+        "end_date": end.isoformat() if end else None,
+        "value": value,
+        "currency": currency,
+        "term_months": None if open_ended else months,
+        "governing_city": None if n % 3 == 2 else rng.choice(pool["cities"]),
+    }
+    shown = {
+        "signed_date": write_date(signed, rng),
+        "start": write_date(signed + timedelta(days=rng.choice([1, 7, 14])), rng),
+        "end_date": write_date(end, rng) if end else None,
+        "value": write_amount(value, currency, rng),
+        "type_word": pool["types"][n % 5][1],
+    }
+    return gold, shown
+
+
+def _news(pool: dict[str, Any], n: int, rng: random.Random, lang: str) -> Sampled:
+    write_date, write_amount = _writers(lang)
+    event = _day(rng, 2021, 2025)
+    has_amount = n % 3 != 1
+    currency = pool["currencies"][n % len(pool["currencies"])] if has_amount else None
+    amount = _amount(rng, big=True) if has_amount else None
+    story = pool["stories"][n]
+    gold = {
+        "headline": story["headline"],
+        "event_date": event.isoformat(),
+        "location": story["location"],
+        "category": story["category"],
+        "organizations": story["organizations"],
+        "amount": amount,
+        "currency": currency,
+        "attendees": story["attendees"],
+    }
+    shown = {
+        "event_date": write_date(event, rng),
+        "published": write_date(event + timedelta(days=rng.choice([1, 2, 3])), rng),
+        "amount": write_amount(amount, currency, rng) if amount and currency else None,
+    }
+    return gold, shown
+
+
+def _person(pool: dict[str, Any], n: int, rng: random.Random, lang: str) -> Sampled:
+    write_date, _ = _writers(lang)
+    born = _day(rng, 1960, 2000)
+    person = pool["people"][n]
+    gold = {
+        "name": person["name"],
+        "birth_date": born.isoformat(),
+        "city": person["city"],
+        "occupation": person["occupation"],
+        "employer": person["employer"],
+        "languages": person["languages"],
+        "years_experience": person["years"],
+        "email": person["email"],
+    }
+    shown = {
+        "birth_date": write_date(born, rng),
+        "sent": write_date(_day(rng, 2025, 2025), rng),
+    }
+    return gold, shown
+
+
+_SAMPLERS = {"invoice": _invoice, "contract": _contract, "news": _news, "person": _person}
+
+
 def sample(schema: str, lang: str, n: int, rng: random.Random) -> tuple[dict[str, Any], Facts]:
     """Gold values of one document and how its text writes each of them."""
-    pool = POOLS[schema][lang]
-    write_date, write_amount = _writers(lang)
-    gold: dict[str, Any] = {}
-    shown: dict[str, str | None] = {}
-    if schema == "invoice":
-        issued = _day(rng)
-        due = issued + timedelta(days=rng.choice([14, 30, 45])) if n % 3 else None
-        currency = pool["currencies"][n % len(pool["currencies"])]
-        total = _amount(rng)
-        items = rng.sample(pool["items"], rng.randint(1, 4))
-        gold = {
-            "vendor": pool["names"][n],
-            "invoice_number": f"{pool['number_prefix']}-{rng.randint(1000, 99999)}",
-            "issue_date": issued.isoformat(),
-            "due_date": due.isoformat() if due else None,
-            "total": total,
-            "currency": currency,
-            "items": items,
-            "paid": n % 2 == 0,
-        }
-        subtotal = round(total / 1.13, 2)
-        shown = {
-            "issue_date": write_date(issued, rng),
-            "due_date": write_date(due, rng) if due else None,
-            "total": write_amount(total, currency, rng),
-            "subtotal": write_amount(subtotal, currency, rng),
-            "tax": write_amount(round(total - subtotal, 2), currency, rng),
-            "sent": write_date(issued + timedelta(days=1), rng),
-        }
-    elif schema == "contract":
-        signed = _day(rng)
-        months = rng.choice([6, 12, 24, 36])
-        open_ended = n % 4 == 3
-        end = None if open_ended else signed + timedelta(days=round(months * 30.44))
-        currency = pool["currencies"][n % len(pool["currencies"])]
-        value = _amount(rng, big=True)
-        parties = rng.sample(pool["parties"], 3 if n % 5 == 0 else 2)
-        gold = {
-            "parties": parties,
-            "contract_type": pool["types"][n % 5][0],
-            "signed_date": signed.isoformat(),
-            "end_date": end.isoformat() if end else None,
-            "value": value,
-            "currency": currency,
-            "term_months": None if open_ended else months,
-            "governing_city": None if n % 3 == 2 else rng.choice(pool["cities"]),
-        }
-        shown = {
-            "signed_date": write_date(signed, rng),
-            "start": write_date(signed + timedelta(days=rng.choice([1, 7, 14])), rng),
-            "end_date": write_date(end, rng) if end else None,
-            "value": write_amount(value, currency, rng),
-            "type_word": pool["types"][n % 5][1],
-        }
-    elif schema == "news":
-        event = _day(rng, 2021, 2025)
-        has_amount = n % 3 != 1
-        currency = pool["currencies"][n % len(pool["currencies"])] if has_amount else None
-        amount = _amount(rng, big=True) if has_amount else None
-        story = pool["stories"][n]
-        gold = {
-            "headline": story["headline"],
-            "event_date": event.isoformat(),
-            "location": story["location"],
-            "category": story["category"],
-            "organizations": story["organizations"],
-            "amount": amount,
-            "currency": currency,
-            "attendees": story["attendees"],
-        }
-        shown = {
-            "event_date": write_date(event, rng),
-            "published": write_date(event + timedelta(days=rng.choice([1, 2, 3])), rng),
-            "amount": write_amount(amount, currency, rng) if amount and currency else None,
-        }
-    else:
-        born = _day(rng, 1960, 2000)
-        person = pool["people"][n]
-        gold = {
-            "name": person["name"],
-            "birth_date": born.isoformat(),
-            "city": person["city"],
-            "occupation": person["occupation"],
-            "employer": person["employer"],
-            "languages": person["languages"],
-            "years_experience": person["years"],
-            "email": person["email"],
-        }
-        shown = {
-            "birth_date": write_date(born, rng),
-            "sent": write_date(_day(rng, 2025, 2025), rng),
-        }
+    gold, shown = _SAMPLERS[schema](POOLS[schema][lang], n, rng, lang)
     return gold, Facts(schema=schema, lang=lang, gold=gold, shown=shown, rng=rng)
 
 

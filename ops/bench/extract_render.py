@@ -36,22 +36,7 @@ def _join(items: list[str], lang: str) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _invoice(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
-    g, s, en = f.gold, f.shown, f.lang == "en"
-    paid = ("PAID in full" if g["paid"] else "payment outstanding") if en else (
-        "已付款" if g["paid"] else "未付款")  # fmt: skip
-    due = s["due_date"] or ("payable on receipt" if en else "见票即付")
-    pairs = [
-        ("Vendor" if en else "开票单位", g["vendor"]),
-        ("Invoice No." if en else "发票号码", g["invoice_number"]),
-        ("Invoice date" if en else "开票日期", s["issue_date"] or ""),
-        ("Due date" if en else "付款期限", due),
-        ("Items" if en else "项目", _join(g["items"], f.lang)),
-        ("Subtotal" if en else "不含税金额", s["subtotal"] or ""),
-        ("Tax (13%)" if en else "税额(13%)", s["tax"] or ""),
-        ("Total due" if en else "价税合计", s["total"] or ""),
-        ("Status" if en else "状态", paid),
-    ]
+def _invoice_words(en: bool, g: dict[str, Any], s: dict[str, Any]) -> tuple[list[str], list[str]]:
     if en:
         prose = [
             f"{g['vendor']} issued invoice {g['invoice_number']} on {s['issue_date']}.",
@@ -98,40 +83,43 @@ def _invoice(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
             "感谢贵公司一直以来的信任与支持。",
             f"本副本打印于{s['sent']}，仅供存档。",
         ]
+    return prose, filler
+
+
+def _invoice(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    g, s, en = f.gold, f.shown, f.lang == "en"
+    paid = ("PAID in full" if g["paid"] else "payment outstanding") if en else (
+        "已付款" if g["paid"] else "未付款")  # fmt: skip
+    due = s["due_date"] or ("payable on receipt" if en else "见票即付")
+    pairs = [
+        ("Vendor" if en else "开票单位", g["vendor"]),
+        ("Invoice No." if en else "发票号码", g["invoice_number"]),
+        ("Invoice date" if en else "开票日期", s["issue_date"] or ""),
+        ("Due date" if en else "付款期限", due),
+        ("Items" if en else "项目", _join(g["items"], f.lang)),
+        ("Subtotal" if en else "不含税金额", s["subtotal"] or ""),
+        ("Tax (13%)" if en else "税额(13%)", s["tax"] or ""),
+        ("Total due" if en else "价税合计", s["total"] or ""),
+        ("Status" if en else "状态", paid),
+    ]
+    prose, filler = _invoice_words(en, g, s)
     return pairs, prose, filler
 
 
-def _contract(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
-    g, s, en = f.gold, f.shown, f.lang == "en"
-    parties = _join(g["parties"], f.lang)
-    term = _years(g["term_months"], "en", f.rng).replace("years", "months") if en and g[
-        "term_months"] else (f"{g['term_months']}个月" if g["term_months"] else None)  # fmt: skip
-    end = s["end_date"] or ("no fixed end date" if en else "无固定期限")
-    city = g["governing_city"]
-    pairs = [
-        ("Agreement" if en else "合同名称", s["type_word"] or ""),
-        ("Parties" if en else "合同各方", parties),
-        ("Date signed" if en else "签订日期", s["signed_date"] or ""),
-        ("Effective from" if en else "生效日期", s["start"] or ""),
-        ("Expires" if en else "终止日期", end),
-        ("Contract value" if en else "合同金额", s["value"] or ""),
-    ]
+def _en_term(term: str | None, s: dict[str, Any]) -> str:
     if term:
-        pairs.append(("Term" if en else "期限", term))
-    if city:
-        pairs.append(
-            ("Governing courts" if en else "争议解决", city if en else f"{city}仲裁委员会")
-        )
+        return f" and runs for {term}, ending on {s['end_date']}."
+    return " and continues until either party gives notice."
+
+
+def _contract_words(
+    en: bool, g: dict[str, Any], s: dict[str, Any], parties: str, term: str | None, city: str | None
+) -> tuple[list[str], list[str]]:
     if en:
         prose = [
             f"This {s['type_word']} is made between {parties} and was signed on "
             f"{s['signed_date']}.",
-            f"It takes effect on {s['start']}"
-            + (
-                f" and runs for {term}, ending on {s['end_date']}."
-                if term
-                else " and continues until either party gives notice."
-            ),
+            f"It takes effect on {s['start']}" + _en_term(term, s),
             f"The total contract value is {s['value']}.",
         ]
         if city:
@@ -170,24 +158,37 @@ def _contract(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
             "本合同未尽事宜，双方可另行签订补充协议。",
             "款项应在收到发票后三十日内以银行转账方式支付。",
         ]
+    return prose, filler
+
+
+def _contract(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    g, s, en = f.gold, f.shown, f.lang == "en"
+    parties = _join(g["parties"], f.lang)
+    term = _years(g["term_months"], "en", f.rng).replace("years", "months") if en and g[
+        "term_months"] else (f"{g['term_months']}个月" if g["term_months"] else None)  # fmt: skip
+    end = s["end_date"] or ("no fixed end date" if en else "无固定期限")
+    city = g["governing_city"]
+    pairs = [
+        ("Agreement" if en else "合同名称", s["type_word"] or ""),
+        ("Parties" if en else "合同各方", parties),
+        ("Date signed" if en else "签订日期", s["signed_date"] or ""),
+        ("Effective from" if en else "生效日期", s["start"] or ""),
+        ("Expires" if en else "终止日期", end),
+        ("Contract value" if en else "合同金额", s["value"] or ""),
+    ]
+    if term:
+        pairs.append(("Term" if en else "期限", term))
+    if city:
+        pairs.append(
+            ("Governing courts" if en else "争议解决", city if en else f"{city}仲裁委员会")
+        )
+    prose, filler = _contract_words(en, g, s, parties, term, city)
     return pairs, prose, filler
 
 
-def _news(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
-    g, s, en = f.gold, f.shown, f.lang == "en"
-    story = next(x for x in _stories(f) if x["headline"] == g["headline"])
-    orgs = _join(g["organizations"], f.lang)
-    pairs = [
-        ("Headline" if en else "标题", g["headline"]),
-        ("Published" if en else "发布日期", s["published"] or ""),
-        ("Event date" if en else "事件日期", s["event_date"] or ""),
-        ("Location" if en else "地点", g["location"]),
-        ("Organizations" if en else "相关机构", orgs),
-    ]
-    if s["amount"]:
-        pairs.append(("Amount" if en else "金额", s["amount"]))
-    if g["attendees"] is not None:
-        pairs.append(("Attendance" if en else "参与人数", f"{g['attendees']:,}"))
+def _news_words(
+    en: bool, g: dict[str, Any], s: dict[str, Any], story: dict[str, Any], orgs: str
+) -> tuple[list[str], list[str]]:
     if en:
         prose = [
             g["headline"],
@@ -231,6 +232,25 @@ def _news(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
             "当地企业普遍对此表示欢迎。",
             "更多报道请关注本报周末版。",
         ]
+    return prose, filler
+
+
+def _news(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    g, s, en = f.gold, f.shown, f.lang == "en"
+    story = next(x for x in _stories(f) if x["headline"] == g["headline"])
+    orgs = _join(g["organizations"], f.lang)
+    pairs = [
+        ("Headline" if en else "标题", g["headline"]),
+        ("Published" if en else "发布日期", s["published"] or ""),
+        ("Event date" if en else "事件日期", s["event_date"] or ""),
+        ("Location" if en else "地点", g["location"]),
+        ("Organizations" if en else "相关机构", orgs),
+    ]
+    if s["amount"]:
+        pairs.append(("Amount" if en else "金额", s["amount"]))
+    if g["attendees"] is not None:
+        pairs.append(("Attendance" if en else "参与人数", f"{g['attendees']:,}"))
+    prose, filler = _news_words(en, g, s, story, orgs)
     return pairs, prose, filler
 
 
@@ -241,25 +261,9 @@ def _stories(f: Facts) -> list[dict[str, Any]]:
     return stories
 
 
-def _person(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
-    g, s, en = f.gold, f.shown, f.lang == "en"
-    langs = g["languages"]
-    years = _years(g["years_experience"], f.lang, f.rng)
-    said = next(p["said"] for p in _people(f) if p["name"] == g["name"])
-    pairs = [
-        ("Name" if en else "姓名", g["name"]),
-        ("Born" if en else "出生日期", s["birth_date"] or ""),
-    ]
-    pairs += [("City" if en else "现居城市", g["city"])]
-    if g["occupation"]:
-        pairs.append(("Position" if en else "职位", g["occupation"]))
-    if g["employer"]:
-        pairs.append(("Employer" if en else "工作单位", g["employer"]))
-    pairs += [("Languages" if en else "语言", _join(langs, f.lang)),
-              ("Experience" if en else "工作经验", years)]  # fmt: skip
-    if g["email"]:
-        pairs.append(("Email" if en else "邮箱", g["email"]))
-    # Languages named twice: a reader lists each once; a looping decoder does not stop.
+def _person_words(
+    en: bool, g: dict[str, Any], s: dict[str, Any], langs: list[str], years: str, said: str
+) -> tuple[list[str], list[str]]:
     if en:
         prose = [f"{g['name']} was born on {s['birth_date']} and lives in {g['city']}."]
         if g["occupation"]:
@@ -301,6 +305,29 @@ def _person(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
             "可通过电话或邮件沟通新的工作机会。",
             "持有多项专业资格证书。",
         ]
+    return prose, filler
+
+
+def _person(f: Facts) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    g, s, en = f.gold, f.shown, f.lang == "en"
+    langs = g["languages"]
+    years = _years(g["years_experience"], f.lang, f.rng)
+    said = next(p["said"] for p in _people(f) if p["name"] == g["name"])
+    pairs = [
+        ("Name" if en else "姓名", g["name"]),
+        ("Born" if en else "出生日期", s["birth_date"] or ""),
+    ]
+    pairs += [("City" if en else "现居城市", g["city"])]
+    if g["occupation"]:
+        pairs.append(("Position" if en else "职位", g["occupation"]))
+    if g["employer"]:
+        pairs.append(("Employer" if en else "工作单位", g["employer"]))
+    pairs += [("Languages" if en else "语言", _join(langs, f.lang)),
+              ("Experience" if en else "工作经验", years)]  # fmt: skip
+    if g["email"]:
+        pairs.append(("Email" if en else "邮箱", g["email"]))
+    # Languages named twice: a reader lists each once; a looping decoder does not stop.
+    prose, filler = _person_words(en, g, s, langs, years, said)
     return pairs, prose, filler
 
 

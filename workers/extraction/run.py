@@ -91,17 +91,10 @@ def run_extract(
         prompts[0][:static_length]
     ):
         static_length = 0  # one prefix too many for CTranslate2's static-prompt cache
-    token_limit = min(
-        model.manifest.max_context - job.max_tokens,
-        settings.max_prompt_tokens or model.manifest.max_context,
-    )
-    fits = [
-        d.id not in rejected and len(p) <= token_limit
-        for d, p in zip(job.documents, prompts, strict=True)
-    ]
+    fits = _fitting(job, prompts, rejected, model, settings)
     run = _Decoding(decoder, job, validator, static_length, policy, (deadline, cancelled))
     decoded = run.decode([p for p, ok in zip(prompts, fits, strict=True) if ok])
-    items, generate_s = [], run.seconds
+    items = []
     for document, prompt, ok in zip(job.documents, prompts, fits, strict=True):
         if document.id in rejected:
             items.append(
@@ -112,13 +105,44 @@ def run_extract(
         else:
             items.append(decoded.pop(0).model_copy(update={"id": document.id}))
         items[-1] = items[-1].model_copy(update={"prompt_tokens": len(prompt)})
+    return _result(job, items, model, worker, (submitted_at, started, run.seconds))
+
+
+def _fitting(
+    job: ExtractJob,
+    prompts: list[list[int]],
+    rejected: dict[str, str],
+    model: LoadedModel,
+    settings: Settings,
+) -> list[bool]:
+    """Which documents are decoded: not over a size limit, and their prompt fits."""
+    token_limit = min(
+        model.manifest.max_context - job.max_tokens,
+        settings.max_prompt_tokens or model.manifest.max_context,
+    )
+    return [
+        d.id not in rejected and len(p) <= token_limit
+        for d, p in zip(job.documents, prompts, strict=True)
+    ]
+
+
+def _result(
+    job: ExtractJob,
+    items: list[ExtractItem],
+    model: LoadedModel,
+    worker: str,
+    times: tuple[float | None, float, float],
+) -> ExtractResult:
+    submitted_at, started, generate_s = times
     finished = time.time()
     completion = sum(i.completion_tokens for i in items)
     submitted = submitted_at if submitted_at is not None else started
     return ExtractResult(
         job_id=job.job_id,
         items=items,
-        usage=Usage(prompt_tokens=sum(map(len, prompts)), completion_tokens=completion),
+        usage=Usage(
+            prompt_tokens=sum(i.prompt_tokens for i in items), completion_tokens=completion
+        ),
         timings=Timings(
             queued_ms=max(started - submitted, 0.0) * 1000,
             generate_ms=generate_s * 1000,
