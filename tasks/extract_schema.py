@@ -13,6 +13,7 @@ ask for.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from qfleet.tasks.errors import InvalidJobError
@@ -28,15 +29,26 @@ MAX_SCHEMA_JSON_NESTING = 4 * MAX_SCHEMA_DEPTH + 8
 
 TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean", "null"})
 # Keywords that only describe (never constrain): accepted and kept, the model may read them.
-ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "$schema"})
-STRING_FORMATS = frozenset({"date"})
+ANNOTATIONS = frozenset(
+    {
+        "title", "description", "default", "examples", "$comment", "$schema",
+        # Identifiers and read/write hints (draft-04 spells `$id` as `id`): they name, never
+        # constrain.
+        "$id", "id", "readOnly", "writeOnly", "deprecated",
+    }
+)  # fmt: skip
+# Formats the grammar enforces; each is also asserted by the final jsonschema check.
+STRING_FORMATS = frozenset({"date", "date-time", "email", "uri", "uuid"})
 
+_BOUNDS = ("exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+# Regular-expression features the grammar library cannot compile (it has no backtracking).
+_REGEX_REFUSED = re.compile(r"\(\?<?[=!]|\\[1-9]|\\[bB]")
 _KEYWORDS_BY_TYPE: dict[str, frozenset[str]] = {
     "object": frozenset({"properties", "required", "additionalProperties"}),
-    "array": frozenset({"items", "maxItems", "minItems"}),
-    "string": frozenset({"maxLength", "minLength", "format"}),
-    "integer": frozenset({"minimum", "maximum"}),
-    "number": frozenset({"minimum", "maximum"}),
+    "array": frozenset({"items", "maxItems", "minItems", "uniqueItems"}),
+    "string": frozenset({"maxLength", "minLength", "format", "pattern"}),
+    "integer": frozenset({"minimum", "maximum", *_BOUNDS}),
+    "number": frozenset({"minimum", "maximum", *_BOUNDS}),
     "boolean": frozenset(),
     "null": frozenset(),
 }
@@ -267,7 +279,43 @@ def _check_scalars(body: dict[str, Any], where: str) -> None:
             not isinstance(value, int) or isinstance(value, bool) or value < 0
         ):
             raise UnsupportedSchemaError(f"{where}/{keyword} must be a non-negative integer")
-    for keyword in ("minimum", "maximum"):
+    for keyword in ("minimum", "maximum", *_BOUNDS):
         value = body.get(keyword)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise UnsupportedSchemaError(f"{where}/{keyword} must be a number")
+    if isinstance(body.get("multipleOf"), int | float) and body["multipleOf"] <= 0:
+        raise UnsupportedSchemaError(f"{where}/multipleOf must be greater than 0")
+    _check_pattern(body, where)
+    _check_unique_items(body, where)
+
+
+def _check_pattern(body: dict[str, Any], where: str) -> None:
+    pattern = body.get("pattern")
+    if pattern is None:
+        return
+    if not isinstance(pattern, str):
+        raise UnsupportedSchemaError(f"{where}/pattern must be a string")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise UnsupportedSchemaError(f"{where}/pattern is not a regular expression: {exc}") from exc
+    if _REGEX_REFUSED.search(pattern):
+        raise UnsupportedSchemaError(
+            f"{where}/pattern: look-arounds, back-references and word boundaries are not "
+            "supported (the decoder's regular expressions cannot enforce them)"
+        )
+
+
+def _check_unique_items(body: dict[str, Any], where: str) -> None:
+    """`uniqueItems` holds by ending the array at a repeated item: scalar items only."""
+    if not body.get("uniqueItems"):
+        return
+    items = body.get("items", {})
+    scalar = isinstance(items, dict) and (
+        "enum" in items or items.get("type") in ("string", "integer", "boolean")
+    )
+    if not scalar or body.get("minItems", 0) > 1:
+        raise UnsupportedSchemaError(
+            f"{where}/uniqueItems is supported for arrays of strings, integers or booleans with "
+            "minItems of at most 1 (the decoder ends the array at a repeated item)"
+        )

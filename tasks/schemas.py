@@ -252,16 +252,36 @@ class ExtractJob(_Model):
         return self
 
 
+ItemStatus = Literal["succeeded", "incomplete", "failed"]
+# Where one field's value came from (docs/extraction.md, "Item status and provenance").
+FieldSource = Literal["model", "normalised", "repaired", "closed"]
+
+
 class ExtractItem(_Model):
-    """The outcome for one document: an object that validates, or the reason there is none."""
+    """The outcome for one document.
+
+    `succeeded`: every value came from the model (as written, or read from its spelling by code)
+    and the object validates. `incomplete`: code had to choose or leave out some values (the
+    budget ran out, or no spelling could be read): `object` holds what there is and `code_fields`
+    names the fields code chose or left out. `failed`: no object, with the reason.
+    """
 
     id: str
-    status: Literal["succeeded", "failed"]
+    status: ItemStatus
     object: dict[str, Any] | None = None
     error_code: str | None = None
     error: str | None = None
     finish_reason: FinishReason | None = Field(
-        default=None, description="length: the token budget ran out and the object was closed."
+        default=None, description="length: the token budget ran out before the object closed."
+    )
+    provenance: dict[str, FieldSource] = Field(
+        default_factory=dict, description="Per top-level field, where its value came from."
+    )
+    code_fields: list[str] = Field(
+        default_factory=list, description="Fields whose value code chose or left out."
+    )
+    notes: dict[str, str] = Field(
+        default_factory=dict, description="Per field, how an ambiguous spelling was read."
     )
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -19,7 +19,7 @@ log = logging.getLogger("qfleet.worker")
 
 
 def extract_body(payload: Any, ctx: JobContext, worker: WorkerContext) -> ExtractResult:
-    """Validate the job, decode its documents in one batch, validate every object."""
+    """Validate the job, decode its documents in one batch, read and check every object."""
     settings, runtime = worker.settings, worker.runtime
     job = parse_extract_job(payload, settings)
     if settings.model_dir is None:
@@ -27,12 +27,20 @@ def extract_body(payload: Any, ctx: JobContext, worker: WorkerContext) -> Extrac
     model = runtime.model
     decoder = guided_decoder(model, settings.model_dir)
     result = run_extract(
-        model, decoder, job, submitted_at=ctx.submitted_at, worker=ctx.worker, settings=settings
+        model,
+        decoder,
+        job,
+        submitted_at=ctx.submitted_at,
+        worker=ctx.worker,
+        settings=settings,
+        deadline=ctx.deadline,
+        cancelled=ctx.cancelled,
     )
     log.info(
-        "job %s done: %d documents (%d failed), %d tokens in %.0f ms",
+        "job %s done: %d documents (%d incomplete, %d failed), %d tokens in %.0f ms",
         job.job_id,
         len(result.items),
+        sum(item.status == "incomplete" for item in result.items),
         sum(item.status == "failed" for item in result.items),
         result.usage.completion_tokens,
         result.timings.generate_ms,

@@ -105,6 +105,8 @@ def generate_with_knowledge(
                 worker=ctx.worker,
                 on_text=on_text,
                 max_prompt_tokens=settings.max_prompt_tokens,
+                deadline=ctx.deadline,
+                cancelled=ctx.cancelled,
             )
         return run_generate(
             worker.runtime.batcher,

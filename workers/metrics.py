@@ -89,6 +89,17 @@ BATCH_SIZE = Histogram(
     ["worker", "kind"],
     buckets=BATCH_BUCKETS,
 )
+EXTRACT_ITEMS = Counter(
+    "qfleet_extract_items",
+    "Extraction documents by status (succeeded, incomplete, failed): incomplete means code "
+    "chose or left out some values (docs/extraction.md).",
+    ["worker", "status"],
+)
+EXTRACT_FIELDS = Counter(
+    "qfleet_extract_fields",
+    "Fields of extracted objects by provenance (model, normalised, repaired, closed).",
+    ["worker", "provenance"],
+)
 CACHE_HITS = Counter(
     "qfleet_cache_hits", "Jobs answered from a cache, by cache.", ["worker", "cache"]
 )
@@ -310,3 +321,14 @@ def _count_outcome(kind: str, outcome: dict[str, Any]) -> None:
     batch_size = int(outcome.get("batch_size") or 1)
     BATCH_SIZE.labels(worker=worker, kind=kind).observe(batch_size)
     stats.add(kind, "succeeded", tokens, generate_s, batch_size)
+    _count_items(outcome.get("items") or [])
+
+
+def _count_items(items: list[Any]) -> None:
+    """Per extracted document: its status, and where each of its fields came from."""
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        EXTRACT_ITEMS.labels(worker=_state.worker, status=str(item.get("status"))).inc()
+        for source in (item.get("provenance") or {}).values():
+            EXTRACT_FIELDS.labels(worker=_state.worker, provenance=str(source)).inc()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,11 @@ from jsonschema.exceptions import best_match
 from qfleet.tasks.errors import ModelUnavailableError, PermanentError, PromptTooLongError
 from qfleet.tasks.schemas import ChatMessage, GenerateJob, JobResult, Timings, Usage
 from qfleet.workers.engine.generation import Sampling, TextSink
+from qfleet.workers.engine.guided import GuidedOutput, GuidedRow
 from qfleet.workers.engine.model import LoadedModel
-from qfleet.workers.engine.structured import MIN_STATIC_PROMPT_TOKENS, GuidedOutput
+from qfleet.workers.engine.structured import MIN_STATIC_PROMPT_TOKENS
 from qfleet.workers.extraction import guided_decoder
+from qfleet.workers.outcomes import JobCancelledError, JobTimeoutError
 
 # What `json_object` decodes under: any JSON object (llguidance allows any keys by default).
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -57,8 +60,14 @@ def run_structured_generate(
     worker: str,
     on_text: TextSink | None = None,
     max_prompt_tokens: int = 0,
+    deadline: float | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> JobResult:
-    """Answer `job` with one JSON object decoded under its schema (or any object)."""
+    """Answer `job` with one JSON object decoded under its schema (or any object).
+
+    Past `deadline` (`time.monotonic()`) or once `cancelled()`, decoding stops and the job ends
+    with a `timeout` / `cancelled` JobError.
+    """
     if model_dir is None:
         raise ModelUnavailableError("no model configured: set QFLEET_MODEL_DIR")
     started = time.time()
@@ -68,14 +77,7 @@ def run_structured_generate(
     static = len(prompt.static_ids)
     if static < MIN_STATIC_PROMPT_TOKENS or not model.static_prompts.admit(prompt.static_ids):
         static = 0
-    sampling = Sampling(temperature=job.temperature, top_p=job.top_p, top_k=job.top_k)
-    [output] = guided_decoder(model, model_dir).decode(
-        [ids],
-        job.json_schema if job.json_schema is not None else ANY_OBJECT,
-        max_new_tokens=job.max_tokens,
-        sampling=sampling.options(),
-        static_length=static,
-    )
+    output = _decode(model, model_dir, job, ids, static, deadline, cancelled)
     _check_answer(job, output)
     if on_text is not None:
         on_text(output.text)
@@ -85,7 +87,7 @@ def run_structured_generate(
     return JobResult(
         job_id=job.job_id,
         text=output.text,
-        finish_reason=output.finish_reason,
+        finish_reason="length" if output.finish_reason == "length" else "stop",
         usage=Usage(prompt_tokens=len(ids), completion_tokens=tokens),
         timings=Timings(
             queued_ms=max(started - submitted, 0.0) * 1000,
@@ -96,6 +98,27 @@ def run_structured_generate(
         model=model.info,
         worker=worker,
     )
+
+
+def _decode(
+    model: LoadedModel,
+    model_dir: Path,
+    job: GenerateJob,
+    ids: list[int],
+    static: int,
+    deadline: float | None,
+    cancelled: Callable[[], bool] | None,
+) -> GuidedOutput:
+    sampling = Sampling(temperature=job.temperature, top_p=job.top_p, top_k=job.top_k)
+    schema = job.json_schema if job.json_schema is not None else ANY_OBJECT
+    [output] = guided_decoder(model, model_dir).decode(
+        [GuidedRow(prompt_ids=ids, schema=schema, max_new_tokens=job.max_tokens)],
+        sampling=sampling.options(),
+        static_length=static,
+        deadline=deadline,
+        cancelled=cancelled,
+    )
+    return output
 
 
 def _check_fits(model: LoadedModel, prompt_tokens: int, max_tokens: int, limit: int) -> None:
@@ -113,6 +136,10 @@ def _check_fits(model: LoadedModel, prompt_tokens: int, max_tokens: int, limit: 
 
 def _check_answer(job: GenerateJob, output: GuidedOutput) -> None:
     """Raise unless the decoded text is one JSON object valid against the job's schema."""
+    if output.finish_reason == "timeout":
+        raise JobTimeoutError("the job ran past its soft time limit while it generated")
+    if output.finish_reason == "cancelled":
+        raise JobCancelledError("the job was cancelled while it generated")
     if output.error is not None:
         raise StructuredOutputError(f"the answer could not be decoded: {output.error}")
     try:

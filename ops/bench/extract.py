@@ -1,86 +1,52 @@
-"""Extraction benchmark: schema-guaranteed decoding against plain generation of the same tokens.
+"""Extraction benchmark on the development set: guided extraction against plain prompting.
 
-    python -m ops.bench.extract [--model-dir DIR] [--docs 32] [--batch 16] [--json]
-    python -m ops.bench.extract --fleet --docs 200      # a bulk run through Redis and a worker
-    python -m ops.bench.extract --tables                # who is youngest / average age, 2 ways
+    python -m ops.bench.extract                    # all 64 documents, bulk runs, one worker
+    python -m ops.bench.extract --docs 48 --json
+    python -m ops.bench.extract --ablation --docs 16   # decode/prompt policies, in process
 
-Uses the demo model (`qfleet model pull demo`, cached under ~/.cache/qfleet/models/) when no
---model-dir is given and it is there, else the tiny test model. For the same prompts it measures,
-in one run and one process:
-  constrained    qfleet's guided decoder (speculate, check with llguidance, repair), batched
-  unconstrained  the same generate_batch, no grammar, each row stopped after exactly as many
-                 tokens as its constrained object took (end token disabled)
-and prints validity (jsonschema, formats asserted), docs/s, tokens, repairs per document and
-the constrained/unconstrained time ratio.
-
-With --fleet it instead runs the documents as a bulk run (`producer.runs.BulkRun`, the code
-behind `qfleet run submit`) against one real worker process over Redis (under a key prefix of
-its own, deleted afterwards) and prints validity of the output file and docs/s end to end.
+Documents and gold: ops/bench/data/extract_dev.jsonl (ops/bench/extract_devset.py), four schemas.
+The default mode starts one real worker process (demo model when cached, else the tiny one)
+under a Redis key prefix of its own and, in one run, measures:
+  guided      each schema's documents as a bulk run (`BulkRun`, the code behind
+              `qfleet run submit`) of extract jobs, 16 documents a job
+  plain       the same documents as generate jobs through the same worker, with the JSON Schema
+              shown as it is (no grammar; the JSON is taken from the answer as it comes), and
+              the same answers read by guided extraction's value reader
+  same tokens after the worker stops: plain generation, in process, of the guided prompts,
+              each row stopped at exactly as many tokens as its guided object took
+and prints validity, strict field accuracy, exact records, the share of values from code,
+code values reported as succeeded, array loops and docs/s (ops/bench/extract_score.py).
+`--ablation` runs `run_extract` in process under each `ExtractPolicy` variant instead.
+Exits non-zero when a stage could not run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
+import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
+from ops.bench.extract_devset import load
+from ops.bench.extract_schemas import SCHEMAS
+from ops.bench.extract_score import Score, parse_plain, score
 from qfleet.tasks.schemas import ExtractJob
 from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
 from qfleet.workers.engine.tiny import default_cache_root, ensure_tiny_model
-from qfleet.workers.extraction import (
-    _document_independent_length,
-    _prompts,
-    guided_decoder,
-    run_extract,
-)
+from qfleet.workers.extraction import ExtractPolicy, extraction_messages, guided_decoder
+from qfleet.workers.extraction.fields import read_value
+from qfleet.workers.extraction.prompt import PromptStyle
+from qfleet.workers.extraction.run import _document_independent_length, _prompts, run_extract
+from qfleet.workers.extraction.values import UnreadableError
 
 DEMO_PREFIX = "qwen2.5"
-
-PERSON_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "maxLength": 60},
-        "age": {"type": "integer", "minimum": 0, "maximum": 130},
-        "city": {"type": "string", "maxLength": 40},
-        "born": {"type": "string", "format": "date"},
-        "role": {"type": "string", "enum": ["engineer", "teacher", "doctor", "artist", "other"]},
-        "employed": {"type": "boolean"},
-        "skills": {"type": "array", "items": {"type": "string", "maxLength": 30}, "maxItems": 3},
-        "nickname": {"type": ["string", "null"], "maxLength": 30},
-    },
-    "required": ["name", "age", "city", "born", "role", "employed", "skills", "nickname"],
-}
-
-_FIRST = ["Ada", "Bruno", "Chen", "Dalia", "Emeka", "Fatima", "Goran", "Hana", "Ivan", "Jun"]
-_LAST = ["Lovelace", "Silva", "Wei", "Haddad", "Okafor", "Rahman", "Novak", "Sato", "Petrov"]
-_CITIES = ["London", "Lisbon", "Shanghai", "Beirut", "Lagos", "Dhaka", "Zagreb", "Osaka", "Kyiv"]
-_ROLES = ["engineer", "teacher", "doctor", "painter", "baker"]
-_SKILLS = ["welding", "Python", "violin", "surgery", "chess", "pottery", "Spanish", "algebra"]
-
-
-def synthetic_documents(count: int, seed: int = 7) -> list[dict[str, str]]:
-    """Short biographies written several ways, so the model must read, not copy."""
-    rng = random.Random(seed)
-    docs = []
-    for n in range(count):
-        name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
-        year, month, day = rng.randint(1940, 2005), rng.randint(1, 12), rng.randint(1, 28)
-        skills = rng.sample(_SKILLS, rng.randint(0, 3))
-        facts = [
-            f"{name} was born on {year}-{month:02d}-{day:02d} and is {2024 - year} years old.",
-            f"{name.split()[0]} lives in {rng.choice(_CITIES)}, a {rng.choice(_ROLES)}.",
-            f"Skills: {', '.join(skills) or 'none listed'}.",
-            rng.choice(["Currently unemployed.", "Employed full time.", "Works part time."]),
-            rng.choice(["", f"Friends call them {name.split()[0][:2]}y.", ""]),
-        ]
-        rng.shuffle(facts)
-        docs.append({"id": f"doc-{n:05d}", "text": " ".join(f for f in facts if f)})
-    return docs
+MAX_TOKENS = 256
+PLAIN_STYLE: PromptStyle = "schema"
+BATCH = 16
 
 
 def default_model_dir() -> Path:
@@ -90,187 +56,162 @@ def default_model_dir() -> Path:
     return demos[-1] if demos else ensure_tiny_model()
 
 
-def _unconstrained(model: LoadedModel, job: ExtractJob, lengths: list[int]) -> float:
-    """Plain greedy generation of the same prompts, each row stopped at its constrained length.
+def pick(records: list[dict[str, Any]], docs: int) -> list[dict[str, Any]]:
+    """`docs` documents spread evenly over schemas and languages (round robin)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["schema"], record["lang"]), []).append(record)
+    chosen: list[dict[str, Any]] = []
+    while len(chosen) < min(docs, len(records)):
+        for group in groups.values():
+            if group and len(chosen) < docs:
+                chosen.append(group.pop(0))
+    return chosen
 
-    It gets the same static-prompt cache as the constrained path, so the ratio is the cost of
-    the guarantee alone.
-    """
-    tokenizer = model.tokenizer
-    prompts = _prompts(job, tokenizer)
-    static = prompts[0][: _document_independent_length(job, tokenizer, prompts)]
-    counts = [0] * len(prompts)
 
-    def stop_at_target(step: Any) -> bool:
-        counts[step.batch_id] += 1
-        return counts[step.batch_id] >= lengths[step.batch_id]
-
-    started = time.perf_counter()
-    model.generator.generate_batch(
-        [tokenizer.tokens(p[len(static) :]) for p in prompts],
-        static_prompt=tokenizer.tokens(static) if static else None,
-        max_length=max(lengths),
-        include_prompt_in_result=False,
-        end_token=[],
-        sampling_topk=1,
-        callback=stop_at_target,
+def _job(records: list[dict[str, Any]], schema: str, example: bool = False) -> ExtractJob:
+    documents = [{"id": r["id"], "text": r["text"]} for r in records]
+    # The set's last document of the schema (never among the first 56 picked) as a few-shot.
+    shot = [r for r in load() if r["schema"] == schema][-1] if example else None
+    return ExtractJob(
+        documents=documents,
+        json_schema=SCHEMAS[schema],
+        max_tokens=MAX_TOKENS,
+        examples=[{"text": shot["text"], "output": shot["gold"]}] if shot else [],
     )
-    return time.perf_counter() - started
 
 
-def run(model_dir: Path, docs: int, batch: int, threads: int) -> dict[str, Any]:
-    """Measure both ways on the same documents; returns the figures."""
-    model = load_model(model_dir, EngineOptions(cpu_threads=threads))
-    documents = synthetic_documents(docs)
-    jobs = [
-        ExtractJob(documents=documents[i : i + batch], json_schema=PERSON_SCHEMA, max_tokens=160)
-        for i in range(0, len(documents), batch)
-    ]
-    decoder = guided_decoder(model, model_dir)
-    items, constrained_s, plain_s = [], 0.0, 0.0
-    try:
-        run_extract(model, decoder, jobs[0], submitted_at=None, worker="bench")  # warm-up
-        # Interleaved per job, so load from elsewhere on the machine hits both sides alike.
-        for job in jobs:
+def _by_schema(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        grouped.setdefault(record["schema"], []).append(record)
+    return grouped
+
+
+def same_tokens_seconds(
+    model: LoadedModel, records: list[dict[str, Any]], lengths: dict[str, int]
+) -> float:
+    """Plain generation of the guided prompts, each row stopped at its guided token count."""
+    total = 0.0
+    for schema, group in _by_schema(records).items():
+        for start in range(0, len(group), BATCH):
+            chunk = group[start : start + BATCH]
+            job = _job(chunk, schema)
+            tokenizer = model.tokenizer
+            policy = ExtractPolicy()
+            prompts = _prompts(job, [r["text"] for r in chunk], tokenizer, policy.style)
+            static = prompts[0][
+                : _document_independent_length(job, tokenizer, prompts, policy.style)
+            ]
+            targets = [max(lengths.get(r["id"], 1), 1) for r in chunk]
+            counts = [0] * len(chunk)
+
+            def stop(step: Any, counts: list[int] = counts, targets: list[int] = targets) -> bool:
+                counts[step.batch_id] += 1
+                return counts[step.batch_id] >= targets[step.batch_id]
+
             started = time.perf_counter()
-            result = run_extract(model, decoder, job, submitted_at=None, worker="bench")
-            constrained_s += time.perf_counter() - started
-            items.extend(result.items)
-            lengths = [max(item.completion_tokens, 1) for item in result.items]
-            plain_s += _unconstrained(model, job, lengths)
-    finally:
-        model.close()
-    lengths = [item.completion_tokens for item in items]
-    validator = Draft202012Validator(
-        jobs[0].json_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
-    valid = sum(i.status == "succeeded" and validator.is_valid(i.object) for i in items)
-    return {
-        "model": model.manifest.model_id,
-        "device": model.device,
-        "documents": len(items),
-        "batch": batch,
-        "valid": valid,
-        "validity": valid / len(items),
-        "docs_per_s": len(items) / constrained_s,
-        "tokens_per_doc": sum(lengths) / len(lengths),
-        "repairs_per_doc": sum(i.repairs for i in items) / len(items),
-        "cut_by_budget": sum(i.finish_reason == "length" for i in items),
-        "constrained_s": constrained_s,
-        "unconstrained_s": plain_s,
-        "ratio": constrained_s / plain_s,
-        "sample": items[0].object,
-    }
+            model.generator.generate_batch(
+                [tokenizer.tokens(p[len(static) :]) for p in prompts],
+                static_prompt=tokenizer.tokens(static) if static else None,
+                max_length=max(targets),
+                include_prompt_in_result=False,
+                end_token=[],
+                sampling_topk=1,
+                callback=stop,
+            )
+            total += time.perf_counter() - started
+    return total
 
 
-TABLES = {
-    "html": "<table><tr><th>name</th><th>age</th></tr><tr><td>Ann</td><td>31</td></tr>"
-    "<tr><td>Bob</td><td>27</td></tr><tr><td>Cy</td><td>29</td></tr></table>",
-    "markdown": "| name | age |\n|------|-----|\n| Ann  | 31  |\n| Bob  | 27  |\n| Cy   | 29  |",
-}
-ANSWER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "youngest": {"type": "string", "enum": ["Ann", "Bob", "Cy"]},
-        "average_age": {"type": "number", "minimum": 0, "maximum": 150},
-    },
-    "required": ["youngest", "average_age"],
-}
-ROWS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "people": {
-            "type": "array",
-            "maxItems": 50,
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string", "maxLength": 40},
-                    "age": {"type": "integer", "minimum": 0, "maximum": 150},
-                },
-                "required": ["name", "age"],
-            },
-        }
-    },
-    "required": ["people"],
-}
+def _plain_prompt(job: ExtractJob, record: dict[str, Any]) -> list[Any]:
+    # Plain prompting's best: the JSON Schema shown as it is, asking for its spellings.
+    return extraction_messages(job, record["text"], PLAIN_STYLE)
 
 
-def run_tables(model_dir: Path, threads: int) -> dict[str, Any]:
-    """Who is youngest and the average age (Bob, 29): asked directly, and from extracted rows."""
-    model = load_model(model_dir, EngineOptions(cpu_threads=threads))
-    decoder = guided_decoder(model, model_dir)
-    documents = [{"id": name, "text": text} for name, text in TABLES.items()]
-    try:
-        direct = run_extract(
-            model,
-            decoder,
-            ExtractJob(
-                documents=documents,
-                json_schema=ANSWER_SCHEMA,
-                instructions="Answer from the table: who is youngest, and the average age.",
-                max_tokens=32,
-            ),
-            submitted_at=None,
-            worker="bench",
-        )
-        rows = run_extract(
-            model,
-            decoder,
-            ExtractJob(
-                documents=documents,
-                json_schema=ROWS_SCHEMA,
-                instructions="List every row of the table.",
-                max_tokens=128,
-            ),
-            submitted_at=None,
-            worker="bench",
-        )
-    finally:
-        model.close()
-    figures: dict[str, Any] = {
-        "model": model_dir.name,
-        "expected": {"youngest": "Bob", "average_age": 29},
-    }
-    for asked, got in zip(direct.items, rows.items, strict=True):
-        people = (got.object or {}).get("people") or [{"name": "-", "age": 0}]
-        figures[asked.id] = {
-            "asked_directly": asked.object,
-            "from_rows": {
-                "youngest": min(people, key=lambda p: p["age"])["name"],
-                "average_age": sum(p["age"] for p in people) / len(people),
-                "rows": people,
-            },
-        }
-    return figures
+def read_plain(records: list[dict[str, Any]], plain: dict[str, Any]) -> dict[str, Any]:
+    """Plain answers read the way guided ones are (dates, amounts, enum words), per field."""
+    out: dict[str, Any] = {}
+    by_id = {r["id"]: r for r in records}
+    for key, answer in plain.items():
+        obj = answer.get("object")
+        props = SCHEMAS[by_id[key]["schema"]]["properties"]
+        read: dict[str, Any] = {}
+        for name, value in (obj or {}).items():
+            try:
+                read[name] = read_value(value, props.get(name, {})).value
+            except UnreadableError:
+                read[name] = value
+        out[key] = {"status": answer.get("status"), "object": read if obj is not None else None}
+    return out
 
 
-def _drop_keys(redis_url: str, prefix: str) -> None:
+def plain_in_process(model: LoadedModel, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The kept prompt, generated without any grammar; the JSON taken from the answer."""
+    from qfleet.workers.engine.generation import GenerationRequest, Sampling, generate
+
+    out: dict[str, Any] = {}
+    tokenizer = model.tokenizer
+    for schema, group in _by_schema(records).items():
+        job = _job(group, schema)
+        prompts = _prompts(job, [r["text"] for r in group], tokenizer, PLAIN_STYLE)
+        requests = [GenerationRequest(prompt_ids=p, max_new_tokens=MAX_TOKENS) for p in prompts]
+        for record, answer in zip(
+            group, generate(model.generator, tokenizer, requests, Sampling()), strict=True
+        ):
+            out[record["id"]] = {"status": "plain", "object": parse_plain(answer.text)}
+    return out
+
+
+def _bulk(fleet: Any, folder: Path, name: str, lines: list[dict[str, Any]], **spec: Any) -> Any:
+    """One bulk run through the worker; (output lines by id, seconds)."""
+    from qfleet.producer.runs import BulkRun, RunSpec
+
+    source = folder / f"{name}.jsonl"
+    source.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines))
+    run = RunSpec(
+        run_id=f"bench-{name}", input=source, output=folder / f"{name}.out.jsonl",
+        errors=folder / f"{name}.err.jsonl", max_tokens=MAX_TOKENS, batch=BATCH, **spec,
+    )  # fmt: skip
+    started = time.perf_counter()
+    BulkRun(fleet, run).execute()
+    seconds = time.perf_counter() - started
+    out = {}
+    for path in (run.output, run.errors):
+        if path.exists():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                out[record["id"]] = record
+    return out, seconds
+
+
+def _fleet_runs(fleet: Any, folder: Path, records: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+    """Per schema, the guided bulk run, then the plain one; (guided, plain, seconds)."""
+    guided: dict[str, Any] = {}
+    plain: dict[str, Any] = {}
+    seconds = {"guided": 0.0, "plain": 0.0}
+    for schema, group in _by_schema(records).items():
+        docs = [{"id": r["id"], "text": r["text"]} for r in group]
+        out, spent = _bulk(fleet, folder, schema, docs, json_schema=SCHEMAS[schema], window=2)
+        guided.update(out)
+        seconds["guided"] += spent
+        job = _job(group[:1], schema)
+        asks = [
+            {"id": r["id"], "messages": [m.model_dump() for m in _plain_prompt(job, r)]}
+            for r in group
+        ]
+        out, spent = _bulk(fleet, folder, f"{schema}-plain", asks, kind="generate")
+        plain.update(out)
+        seconds["plain"] += spent
+    return guided, plain, seconds
+
+
+def run_fleet(model_dir: Path, records: list[dict[str, Any]], threads: int) -> dict[str, Any]:
+    """Guided and plain bulk runs through one worker, then plain generation of the same tokens."""
     import redis
-
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
-    client.close()
-
-
-def _valid_lines(lines: list[dict[str, Any]]) -> int:
-    """Output lines that succeeded with an object valid against the (normalised) schema."""
-    normalised = ExtractJob(documents=[{"id": "x", "text": ""}], json_schema=PERSON_SCHEMA)
-    validator = Draft202012Validator(
-        normalised.json_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
-    return sum(x["status"] == "succeeded" and validator.is_valid(x["object"]) for x in lines)
-
-
-def run_fleet(model_dir: Path, docs: int, batch: int, threads: int) -> dict[str, Any]:
-    """The documents as a bulk run through Redis and one worker process; validity and docs/s."""
-    import tempfile
-    import uuid
 
     from ops.localfleet import WorkerProcess
     from qfleet.producer.client import FleetClient
-    from qfleet.producer.runs import BulkRun, RunSpec
     from qfleet.tasks.settings import Settings
 
     prefix = f"qfleet-bench-{uuid.uuid4().hex[:8]}:"
@@ -281,76 +222,125 @@ def run_fleet(model_dir: Path, docs: int, batch: int, threads: int) -> dict[str,
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        source = folder / "docs.jsonl"
-        source.write_text("".join(json.dumps(d) + "\n" for d in synthetic_documents(docs)))
-        spec = RunSpec(
-            run_id="bench", input=source, output=folder / "out.jsonl",
-            errors=folder / "errors.jsonl", json_schema=PERSON_SCHEMA, max_tokens=160,
-            batch=batch, window=2,
-        )  # fmt: skip
         worker = WorkerProcess(
-            env, folder / "worker.log", hostname="bench@local", queues="qfleet.extract",
-            concurrency=1,
-        ).start(ready_timeout=120)  # fmt: skip
+            env, folder / "worker.log", hostname="bench@local",
+            queues="qfleet.extract,qfleet.generate", concurrency=BATCH,
+        ).start(ready_timeout=180)  # fmt: skip
         fleet = FleetClient(Settings(redis_key_prefix=prefix))
         try:
-            started = time.perf_counter()
-            progress = BulkRun(fleet, spec).execute()
-            seconds = time.perf_counter() - started
-            lines = [json.loads(x) for x in spec.output.read_text().splitlines()]
+            guided, plain, seconds = _fleet_runs(fleet, folder, records)
         finally:
             worker.stop()
-            _drop_keys(fleet.settings.broker, prefix)
+            client = redis.Redis.from_url(fleet.settings.broker)
+            for key in client.scan_iter(match=f"{prefix}*", count=1000):
+                client.delete(key)
             fleet.close()
-    valid = _valid_lines(lines)
-    return {
-        "model": model_dir.name,
-        "documents": progress.total,
-        "lines": len(lines),
-        "unique_ids": len({x["id"] for x in lines}),
-        "valid": valid,
-        "validity": valid / max(progress.total, 1),
-        "seconds": seconds,
-        "docs_per_s": progress.total / seconds,
+    lengths = {k: v.get("usage", {}).get("completion_tokens", 1) for k, v in guided.items()}
+    model = load_model(model_dir, EngineOptions(cpu_threads=threads))
+    try:
+        seconds["same_tokens"] = same_tokens_seconds(model, records, lengths)
+    finally:
+        model.close()
+    plain_items = {
+        k: {"status": v.get("status"), "object": parse_plain(v.get("text", ""))}
+        for k, v in plain.items()
     }
+    outputs = {
+        "guided": guided,
+        "plain": plain_items,
+        "plain, read like guided": read_plain(records, plain_items),
+    }
+    return _report(model_dir.name, records, outputs, seconds)
+
+
+def _report(
+    model: str,
+    records: list[dict[str, Any]],
+    outputs: dict[str, dict[str, Any]],
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {"model": model, "documents": len(records), "seconds": seconds}
+    scores: dict[str, Score] = {}
+    for method, out in outputs.items():
+        scores[method] = score(records, out, SCHEMAS)
+        figures[method] = scores[method].figures()
+        if method in seconds:
+            figures[method]["docs_per_s"] = len(records) / max(seconds[method], 1e-9)
+    figures["wrong_sample"] = scores[next(iter(outputs))].wrong[:40]
+    return figures
+
+
+def run_ablation(model_dir: Path, records: list[dict[str, Any]], threads: int) -> dict[str, Any]:
+    """`run_extract` in process under each policy variant, on the same documents."""
+    variants = {
+        "kept (fields prompt, copy values, repair pass)": (ExtractPolicy(), False),
+        "JSON Schema prompt": (ExtractPolicy(style="schema"), False),
+        "values forced token by token": (ExtractPolicy(copy_values=False), False),
+        "kept + one example document": (ExtractPolicy(), True),
+    }
+    model = load_model(model_dir, EngineOptions(cpu_threads=threads))
+    decoder = guided_decoder(model, model_dir)
+    outputs: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    try:
+        started = time.perf_counter()
+        plain = plain_in_process(model, records)
+        seconds["plain prompting (no grammar)"] = time.perf_counter() - started
+        outputs["plain prompting (no grammar)"] = plain
+        outputs["plain, read like guided"] = read_plain(records, plain)
+        for name, (policy, example) in variants.items():
+            outputs[name], seconds[name] = {}, 0.0
+            for schema, group in _by_schema(records).items():
+                started = time.perf_counter()
+                result = run_extract(
+                    model, decoder, _job(group, schema, example), submitted_at=None,
+                    worker="bench", policy=policy,
+                )  # fmt: skip
+                seconds[name] += time.perf_counter() - started
+                outputs[name].update({i.id: i.model_dump() for i in result.items})
+    finally:
+        model.close()
+    return _report(model_dir.name, records, outputs, seconds)
+
+
+def _print(figures: dict[str, Any]) -> None:
+    methods = [k for k, v in figures.items() if isinstance(v, dict) and "validity" in v]
+    print(f"{figures['model']}: {figures['documents']} documents")
+    print(f"{'method':48} valid  fields exact  code  code-ok loops  docs/s")
+    for m in methods:
+        f = figures[m]
+        print(
+            f"{m:48} {f['validity']:5.1%} {f['field_accuracy']:6.1%} {f['exact_records']:5.1%} "
+            f"{f['from_code']:5.1%} {f['code_values_reported_succeeded']:7d} "
+            f"{f['array_loops']:5d} {f.get('docs_per_s', 0):7.3f}"
+        )
+    print("seconds:", json.dumps({k: round(v, 1) for k, v in figures["seconds"].items()}))
+    if "same_tokens" in figures["seconds"]:
+        ratio = figures["seconds"]["guided"] / max(figures["seconds"]["same_tokens"], 1e-9)
+        print(f"guided / plain generation of the same tokens: {ratio:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, help="CTranslate2 model folder")
-    parser.add_argument("--docs", type=int, default=32, help="documents to extract from")
-    parser.add_argument("--batch", type=int, default=16, help="documents per extract job")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all)")
+    parser.add_argument("--docs", type=int, default=64, help="documents from the set")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
+    parser.add_argument("--ablation", action="store_true", help="policy variants, in process")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--fleet", action="store_true", help="a bulk run through a worker")
-    parser.add_argument("--tables", action="store_true", help="table questions, two ways")
     args = parser.parse_args()
-    if args.tables:
-        print(json.dumps(run_tables(args.model_dir or default_model_dir(), args.threads), indent=2))
-        return
-    if args.fleet:
-        figures = run_fleet(
-            args.model_dir or default_model_dir(), args.docs, args.batch, args.threads
-        )
-        print(json.dumps(figures, indent=2))
-        return
-    figures = run(args.model_dir or default_model_dir(), args.docs, args.batch, args.threads)
+    records = pick(load(), args.docs)
+    model_dir = args.model_dir or default_model_dir()
+    try:
+        run = run_ablation if args.ablation else run_fleet
+        figures = run(model_dir, records, args.threads)
+    except Exception as exc:  # a stage that could not run fails the benchmark
+        print(f"benchmark stage failed: {exc!r}", file=sys.stderr)
+        raise SystemExit(1) from exc
     if args.json:
-        print(json.dumps(figures, indent=2, default=str))
-        return
-    print(
-        f"{figures['model']} on {figures['device']}: {figures['documents']} documents, "
-        f"batch {figures['batch']}\n"
-        f"  valid objects        {figures['valid']}/{figures['documents']} "
-        f"({100 * figures['validity']:.1f}%)\n"
-        f"  docs/s (constrained) {figures['docs_per_s']:.2f}\n"
-        f"  tokens/doc           {figures['tokens_per_doc']:.1f}, "
-        f"repairs/doc {figures['repairs_per_doc']:.2f}, cut by budget {figures['cut_by_budget']}\n"
-        f"  constrained          {figures['constrained_s']:.2f} s\n"
-        f"  unconstrained        {figures['unconstrained_s']:.2f} s (same prompts/tokens)\n"
-        f"  ratio                {figures['ratio']:.2f}x constrained/unconstrained\n"
-        f"  sample               {json.dumps(figures['sample'], ensure_ascii=False)}"
-    )
+        print(json.dumps(figures, indent=2, ensure_ascii=False))
+    else:
+        _print(figures)
+        print("\n".join(figures["wrong_sample"][:25]))
 
 
 if __name__ == "__main__":

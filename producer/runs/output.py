@@ -157,21 +157,30 @@ def _generate_record(spec: RunSpec, item: RunItem, result: JobResult) -> RunReco
 def _extract_record(
     spec: RunSpec, item_id: str, outcome: ExtractResult, item: ExtractItem
 ) -> RunRecord:
+    """A succeeded or incomplete item (docs/extraction.md, "Item status and provenance")."""
+    incomplete = item.status == "incomplete"
     if spec.format == "openai":
         line = openai_batch.output_line(
             item_id,
             job_id=outcome.job_id,
             model=outcome.model.id,
             content=json.dumps(item.object, ensure_ascii=False),
-            finish_reason=item.finish_reason or "stop",
+            # OpenAI's word for "this object is not whole": code chose or left out some values.
+            finish_reason="length" if incomplete else item.finish_reason or "stop",
             prompt_tokens=item.prompt_tokens,
             completion_tokens=item.completion_tokens,
         )
         return RunRecord(item_id, line, False)
-    record = {
+    record: dict[str, Any] = {
         "id": item_id,
-        "status": "succeeded",
+        "status": item.status,
         "object": item.object,
         "finish_reason": item.finish_reason,
+        "provenance": item.provenance,
+        "usage": {"prompt_tokens": item.prompt_tokens, "completion_tokens": item.completion_tokens},
     }
+    if incomplete:
+        record["code_fields"] = item.code_fields
+    if item.notes:
+        record["notes"] = item.notes
     return RunRecord(item_id, record, False)

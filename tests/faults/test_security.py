@@ -248,11 +248,15 @@ def _extract_injected(fleet: FleetClient, worker: WorkerProcess) -> ExtractResul
 
 
 def _assert_schema_holds(result: ExtractResult, schema: dict[str, Any]) -> None:
+    # A value code had to choose makes an item `incomplete` (docs/extraction.md); either way
+    # what the object holds keeps to the schema (a field code left out is absent).
     validator = Draft202012Validator(schema)
+    partial = Draft202012Validator({**schema, "required": []})
     for item in result.items:
-        assert item.status == "succeeded", item
+        assert item.status in ("succeeded", "incomplete"), item
         assert isinstance(item.object, dict)
-        assert list(validator.iter_errors(item.object)) == [], item.object
+        check = validator if item.status == "succeeded" else partial
+        assert list(check.iter_errors(item.object)) == [], item.object
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,160 @@
+"""Each failure class of guided extraction, forced on the tiny model.
+
+The tiny model's weights are random, so the decoded text starts with what a test forces (a
+`GuidedRow.prefix`, as a model would have written it) and the decoder must take it from there:
+read a date or an amount as written, end an array that repeats itself, cut a looping string,
+stop at the budget. Then the item must say truthfully where each value came from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qfleet.tasks.schemas import ExtractJob
+from qfleet.workers.engine.guided import GuidedDecoder, GuidedOutput, GuidedRow
+from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
+from qfleet.workers.extraction import guided_decoder, run_extract
+from qfleet.workers.extraction.fields import decode_schema
+from qfleet.workers.extraction.items import build_item, read_output
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model: Path) -> Iterator[LoadedModel]:
+    loaded = load_model(tiny_model, EngineOptions(device="cpu", cpu_threads=1))
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="module")
+def decoder(model: LoadedModel, tiny_model: Path) -> GuidedDecoder:
+    return guided_decoder(model, tiny_model)
+
+
+def _normalised(schema: dict[str, Any]) -> dict[str, Any]:
+    return ExtractJob(documents=[{"id": "x", "text": ""}], json_schema=schema).json_schema
+
+
+def _decode(
+    decoder: GuidedDecoder, schema: dict[str, Any], prefix: str, budget: int = 64
+) -> GuidedOutput:
+    [output] = decoder.decode(
+        [GuidedRow([1, 2, 3], decode_schema(schema), budget, prefix.encode())]
+    )
+    return output
+
+
+DATED = _normalised(
+    {
+        "type": "object",
+        "properties": {"when": {"type": "string", "format": "date"}},
+        "required": ["when"],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "spelling", ["March 12, 2024", "12 March 2024", "2024年3月12日", "3/12/2024", "Mar. 12th, 2024"]
+)
+def test_a_date_as_the_document_writes_it_is_decoded_and_normalised(
+    decoder: GuidedDecoder, spelling: str
+) -> None:
+    # The old ISO-only grammar refused the model's first token here and invented a year.
+    output = _decode(decoder, DATED, '{"when": "' + spelling + '"}')
+
+    item = build_item("a", output, read_output(output, DATED), DATED)
+
+    assert item.status == "succeeded"
+    assert item.object == {"when": "2024-03-12"}
+    assert item.provenance == {"when": "normalised"}
+    if spelling == "3/12/2024":
+        assert "ambiguous" in item.notes["when"]
+
+
+def test_a_number_with_thousands_separators_is_read_whole(decoder: GuidedDecoder) -> None:
+    schema = _normalised(
+        {
+            "type": "object",
+            "properties": {"total": {"type": "number"}, "n": {"type": "integer"}},
+            "required": ["total", "n"],
+        }
+    )
+    output = _decode(decoder, schema, '{"total": "2,943.50", "n": "1.2万"}')
+
+    item = build_item("a", output, read_output(output, schema), schema)
+
+    assert item.object == {"total": 2943.5, "n": 12000}
+    assert item.status == "succeeded"
+
+
+LISTED = _normalised(
+    {
+        "type": "object",
+        "properties": {
+            "langs": {"type": "array", "items": {"type": "string"}, "maxItems": 40},
+            "done": {"type": "boolean"},
+        },
+        "required": ["langs", "done"],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    "looping",
+    ['{"langs": ["English", "Tamil", "Hindi", "English"', '{"langs": ["普通话", "英语", "null"'],
+)
+def test_an_array_that_repeats_itself_ends_there(decoder: GuidedDecoder, looping: str) -> None:
+    output = _decode(decoder, LISTED, looping)
+
+    value = json.loads(output.text) if output.finish_reason == "stop" else None
+    assert value is not None, output
+    first = json.loads(looping + "]}")["langs"]
+    assert value["langs"] == first[:-1]
+    assert output.trimmed_fields == ["langs"]
+    item = build_item("a", output, read_output(output, LISTED), LISTED)
+    assert item.provenance["langs"] == "normalised"
+
+
+def test_a_looping_string_is_cut_and_reported(decoder: GuidedDecoder) -> None:
+    schema = _normalised(
+        {"type": "object", "properties": {"note": {"type": "string"}}, "required": ["note"]}
+    )
+    output = _decode(decoder, schema, '{"note": "' + "ab ha " * 12, budget=200)
+
+    assert output.finish_reason == "stop"
+    assert json.loads(output.text)["note"] == "ab ha "
+    item = build_item("a", output, read_output(output, schema), schema)
+    assert item.status == "incomplete"
+    assert item.code_fields == ["note"]
+
+
+def test_run_extract_never_reports_a_value_from_code_as_succeeded(
+    model: LoadedModel, decoder: GuidedDecoder
+) -> None:
+    # Random weights: dates and amounts are noise the reader cannot read, so the repair pass
+    # chooses them under the schema's own constraint, and says so.
+    schema = {
+        "type": "object",
+        "properties": {
+            "when": {"type": "string", "format": "date"},
+            "total": {"type": "number", "minimum": 0},
+        },
+        "required": ["when", "total"],
+    }
+    job = ExtractJob(
+        documents=[{"id": f"d{n}", "text": f"Paid {n},000 on March {n}, 2024"} for n in range(3)],
+        json_schema=schema,
+        max_tokens=48,
+    )
+
+    result = run_extract(model, decoder, job, submitted_at=None, worker="test")
+
+    for item in result.items:
+        assert item.completion_tokens <= 48
+        coded = {k for k, v in item.provenance.items() if v in ("repaired", "closed")}
+        assert set(item.code_fields) == coded
+        assert (item.status == "succeeded") == (not coded and item.finish_reason == "stop")

@@ -1,0 +1,373 @@
+"""Schema-guided JSON decoding around CTranslate2: speculate, check, repair, guard.
+
+CTranslate2's Python API has no logits processor, so a token mask cannot be applied inside its
+decoding loop. What it does offer is a per-token callback that can stop a row and, with
+`return_logits_vocab=True`, that step's logits. So each row *speculates*: the model generates
+freely while the callback advances an llguidance matcher token by token (~7 µs each). At the
+first token the grammar refuses, the row stops; the decoder masks that step's logits with the
+grammar's allowed set, appends the best allowed token (a *repair*) plus any tokens the grammar
+forces next (keys, separators), and generation resumes from prompt + accepted tokens.
+
+The same callback feeds a `JsonTrail` (json_trail.py): an array item that repeats an earlier one
+(or says "null" as text) ends the array there, and a string that cycles ends after its first
+turn. A repair that would start another array item ends the array instead.
+
+`max_tokens` is a hard cap on every token a row holds (generated, repaired, forced). A row that
+reaches it stops where it is, with `finish_reason="length"` and its partial text: nothing is
+closed or filled in by rule. Which fields a repair or a cut touched is reported per row, so the
+caller can say where each value came from.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ctranslate2
+import llguidance
+import numpy as np
+
+from qfleet.workers.engine.chat import ChatTokenizer
+from qfleet.workers.engine.generation import EngineFinish
+from qfleet.workers.engine.json_trail import Cut, JsonTrail, scan
+from qfleet.workers.engine.structured import MIN_STATIC_PROMPT_TOKENS, SchemaGuide
+
+# Bytes a repair may choose without choosing a value: the value's text still came from the model.
+_STRUCTURAL = frozenset(b' "{}[],:\n')
+
+
+@dataclass
+class GuidedRow:
+    """What to decode for one document: its prompt, schema and budget (and forced start)."""
+
+    prompt_ids: list[int]
+    schema: dict[str, Any]
+    max_new_tokens: int
+    prefix: bytes = b""  # object text already decided (a repair pass starts from it)
+
+
+@dataclass
+class GuidedOutput:
+    """One row's decoded object text and how it was obtained."""
+
+    token_ids: list[int]
+    text: str
+    finish_reason: EngineFinish
+    repairs: int
+    generate_seconds: float
+    repaired_fields: list[str] = field(default_factory=list)
+    trimmed_fields: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class _Row:
+    """Decoding state of one document."""
+
+    spec: GuidedRow
+    matcher: llguidance.LLMatcher
+    ll: llguidance.LLTokenizer
+    ids: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)  # byte offset after each token
+    trail: JsonTrail = field(default_factory=JsonTrail)
+    repairs: int = 0
+    refused: bool = False
+    refused_token: int | None = None
+    cut: Cut | None = None
+    complete: bool = False
+    finish_reason: EngineFinish = "stop"
+    repaired_fields: set[str] = field(default_factory=set)
+    trimmed_fields: set[str] = field(default_factory=set)
+    error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return not self.complete and self.error is None and self.finish_reason == "stop"
+
+    @property
+    def remaining(self) -> int:
+        return self.spec.max_new_tokens - len(self.ids)
+
+    def accept(self, tokens: Sequence[int]) -> Cut | None:
+        """Append tokens the matcher already consumed; mark the row complete when it is."""
+        cut = None
+        for token in tokens:
+            self.ids.append(token)
+            cut = self.trail.feed(self.ll.decode_bytes([token])) or cut
+            self.ends.append(len(self.trail.text))
+        if self.matcher.is_accepting():
+            self.complete = True
+        return cut
+
+    def on_token(self, step: ctranslate2.GenerationStepResult) -> bool:
+        """The speculation callback; True stops this row in the current call."""
+        if not self.active or self.remaining <= 0:
+            return True
+        if self.matcher.try_consume_tokens([step.token_id]) != 1:
+            self.refused, self.refused_token = True, step.token_id
+            return True
+        self.cut = self.accept([step.token_id])
+        if self.remaining <= 0 and not self.complete:
+            self.finish_reason = "length"
+        return self.complete or self.cut is not None or self.finish_reason != "stop"
+
+
+def _to_numpy(logits: Any) -> np.ndarray:
+    # Results hold logits per hypothesis, per step; one hypothesis, one step here.
+    while isinstance(logits, list):
+        logits = logits[-1]
+    if logits.device != "cpu":
+        logits = logits.to_device(ctranslate2.Device.cpu)
+    return np.array(logits, dtype=np.float32).reshape(-1)
+
+
+class GuidedDecoder:
+    """Decodes a batch of prompts into objects their schema's grammar accepts."""
+
+    def __init__(
+        self, generator: ctranslate2.Generator, tokenizer: ChatTokenizer, guide: SchemaGuide
+    ) -> None:
+        self.generator = generator
+        self.tokenizer = tokenizer
+        self.guide = guide
+
+    def decode(
+        self,
+        rows: Sequence[GuidedRow],
+        *,
+        sampling: dict[str, float | int] | None = None,
+        static_length: int = 0,
+        deadline: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> list[GuidedOutput]:
+        """One object per row; outputs are in the order of `rows`.
+
+        `static_length` leading tokens, the same in every prompt (system turn, schema, examples;
+        never the document), go to CTranslate2 as a cached static prompt. Past `deadline`
+        (`time.monotonic()`) or once `cancelled()` is true, every unfinished row stops with
+        `timeout` / `cancelled`.
+        """
+        state = [self._start(spec) for spec in rows]
+        prompts = [spec.prompt_ids for spec in rows]
+        static = prompts[0][:static_length] if static_length >= MIN_STATIC_PROMPT_TOKENS else []
+        if any(len(p) <= len(static) or p[: len(static)] != static for p in prompts):
+            static = []
+        interrupted = _Interrupts(deadline, cancelled)
+        started = time.perf_counter()
+        while live := [r for r in state if r.active]:
+            if (reason := interrupted()) is not None:
+                for row in live:
+                    row.finish_reason = reason
+                break
+            self._speculate(live, static, sampling, interrupted)
+            for row in live:
+                if row.cut is not None:
+                    self._apply_cut(row, row.cut)
+                elif row.refused:
+                    self._repair(row, static)
+        elapsed = time.perf_counter() - started
+        return [self._output(row, elapsed) for row in state]
+
+    def _start(self, spec: GuidedRow) -> _Row:
+        # Not sort_keys: the grammar emits properties in the schema's order.
+        grammar = self.guide.grammar(json.dumps(spec.schema))
+        row = _Row(spec=spec, matcher=self.guide.matcher(grammar), ll=self.guide.ll_tokenizer)
+        if spec.prefix and not self._force(row, spec.prefix):
+            row.error = "the grammar refused the decided prefix"
+        self._fast_forward(row)
+        return row
+
+    def _speculate(
+        self,
+        rows: list[_Row],
+        static: list[int],
+        sampling: dict[str, float | int] | None,
+        interrupted: Callable[[], EngineFinish | None],
+    ) -> None:
+        """Let the model generate for `rows` until each is refused, cut, complete or spent."""
+        for row in rows:
+            row.refused, row.refused_token, row.cut = False, None, None
+
+        def on_step(step: ctranslate2.GenerationStepResult) -> bool:
+            return interrupted() is not None or rows[step.batch_id].on_token(step)
+
+        inputs = [row.spec.prompt_ids + row.ids for row in rows]
+        self.generator.generate_batch(
+            [self.tokenizer.tokens(ids[len(static) :]) for ids in inputs],
+            static_prompt=self.tokenizer.tokens(static) if static else None,
+            max_length=max(1, max(row.remaining for row in rows)),
+            include_prompt_in_result=False,
+            end_token=self.tokenizer.end_token_ids,
+            callback=on_step,
+            **(sampling or {"sampling_topk": 1}),
+        )
+        for row in rows:
+            # The engine can stop a row on an end token the grammar did not allow yet.
+            if row.active and not (row.refused or row.cut) and row.remaining > 0:
+                row.refused = True
+            if row.active and row.remaining <= 0:
+                row.finish_reason = "length"
+
+    def _next_logits(self, row: _Row, static: list[int]) -> np.ndarray:
+        """The model's logits for the row's next token.
+
+        One row per call on purpose: in a batched call (CTranslate2 4.8) the logits handed to
+        the callback and returned in results do not line up with their rows once prompts differ
+        in length, while a single row's are exact. Speculation runs without logits, so only a
+        repair pays for this call.
+        """
+        inputs = row.spec.prompt_ids + row.ids
+        [result] = self.generator.generate_batch(
+            [self.tokenizer.tokens(inputs[len(static) :])],
+            static_prompt=self.tokenizer.tokens(static) if static else None,
+            max_length=1,
+            include_prompt_in_result=False,
+            end_token=[],
+            return_logits_vocab=True,
+            sampling_topk=1,
+        )
+        return _to_numpy(result.logits[-1])
+
+    def _repair(self, row: _Row, static: list[int]) -> None:
+        """Replace the refused token with the best token the grammar allows."""
+        row.refused = False
+        if self._structural_fix(row):
+            return
+        if row.trail.after_separator:
+            # The model did not want another item here (it wanted null, or to stop): end the
+            # array instead of making one up.
+            frame = row.trail.stack[-1]
+            if self._apply_cut(row, Cut(frame.cut, b"]", "repeated_item", row.trail.field)):
+                return
+        logits = self._next_logits(row, static)
+        allowed = self.guide.allowed(row.matcher)
+        if not allowed.any():
+            row.error = "the grammar allows no next token"
+            return
+        best = int(np.argmax(np.where(allowed[: logits.size], logits[: allowed.size], -np.inf)))
+        if not row.matcher.consume_token(best):
+            row.error = f"the grammar refused its own allowed token {best}"
+            return
+        row.repairs += 1
+        chosen = self.guide.ll_tokenizer.decode_bytes([best])
+        field_name = row.trail.field
+        if field_name is not None and not row.trail.in_key and not set(chosen) <= _STRUCTURAL:
+            row.repaired_fields.add(field_name)
+        self._take(row, [best])
+        self._fast_forward(row)
+        if row.active and row.remaining <= 0:
+            row.finish_reason = "length"
+
+    def _structural_fix(self, row: _Row) -> bool:
+        """Mend a refusal without choosing any of the value: True when that was enough.
+
+        The bytes the grammar forces next (a string's opening quote a multi-byte token could not
+        express) go in as they are; a bare value where text is asked for (`3,492.56` for a
+        string the code reads later) is quoted, and the model's own token kept.
+        """
+        forced = bytes(row.matcher.compute_ff_bytes())
+        if forced:
+            return self._force(row, forced)
+        if row.trail.in_string or row.refused_token is None:
+            return False
+        trial = row.matcher.deep_copy()
+        quote = self.guide.ll_tokenizer.tokenize_bytes(b'"')
+        if trial.try_consume_tokens(quote) != len(quote):
+            return False
+        if trial.try_consume_tokens([row.refused_token]) != 1:
+            return False
+        tokens = [*quote, row.refused_token][: row.remaining]
+        if len(tokens) < len(quote) + 1:
+            return False
+        row.matcher = trial
+        self._take(row, tokens)
+        return True
+
+    def _take(self, row: _Row, tokens: Sequence[int]) -> None:
+        """Accept tokens the matcher consumed, and act on a repeat or loop they complete."""
+        cut = row.accept(tokens)
+        if cut is not None and row.active:
+            self._apply_cut(row, cut)
+
+    def _apply_cut(self, row: _Row, cut: Cut) -> bool:
+        """Cut the row back to `cut.offset` bytes and force `cut.then`; False if not allowed."""
+        keep = sum(1 for end in row.ends if end <= cut.offset)
+        start = row.ends[keep - 1] if keep else 0
+        if cut.offset >= len(row.trail.text):
+            return False
+        trial = row.matcher.deep_copy()
+        if not trial.rollback(len(row.ids) - keep):
+            return False
+        tail = bytes(row.trail.text[start : cut.offset]) + cut.then
+        tokens = self.guide.ll_tokenizer.tokenize_bytes(tail)
+        if len(tokens) > row.spec.max_new_tokens - keep:
+            return False
+        if trial.try_consume_tokens(tokens) != len(tokens):
+            return False
+        row.matcher = trial
+        del row.ids[keep:], row.ends[keep:]
+        row.trail = scan(bytes(row.trail.text[:start]))
+        row.cut = None
+        row.accept(tokens)
+        if cut.field is not None:
+            target = row.repaired_fields if cut.reason == "string_loop" else row.trimmed_fields
+            target.add(cut.field)
+        self._fast_forward(row)
+        return True
+
+    def _force(self, row: _Row, text: bytes) -> bool:
+        tokens = self.guide.ll_tokenizer.tokenize_bytes(text)[: row.remaining]
+        trial = row.matcher.deep_copy()
+        if not tokens or trial.try_consume_tokens(tokens) != len(tokens):
+            return False
+        row.matcher = trial
+        self._take(row, tokens)
+        return True
+
+    def _fast_forward(self, row: _Row) -> None:
+        """Append the tokens the grammar forces next (keys, separators): no model call needed."""
+        if not row.active:
+            return
+        forced = row.matcher.compute_ff_tokens()[: max(row.remaining, 0)]
+        if forced and row.matcher.consume_tokens(forced):
+            self._take(row, forced)
+
+    def _output(self, row: _Row, elapsed: float) -> GuidedOutput:
+        # Decode bytes, not skip-special text: the grammar allows only JSON bytes anyway.
+        text = bytes(row.trail.text).decode("utf-8", errors="replace")
+        finish = row.finish_reason
+        if finish == "stop" and not row.complete and row.error is None:
+            finish = "length"
+        return GuidedOutput(
+            token_ids=row.ids,
+            text=text,
+            finish_reason=finish,
+            repairs=row.repairs,
+            generate_seconds=elapsed,
+            repaired_fields=sorted(row.repaired_fields),
+            trimmed_fields=sorted(row.trimmed_fields),
+            error=row.error,
+        )
+
+
+@dataclass
+class _Interrupts:
+    """The job's deadline and cancel flag, polled between tokens and repairs."""
+
+    deadline: float | None
+    cancelled: Callable[[], bool] | None
+    _asked: float = 0.0
+    _cancelled: bool = False
+
+    def __call__(self) -> EngineFinish | None:
+        now = time.monotonic()
+        if self.deadline is not None and now > self.deadline:
+            return "timeout"
+        # A cancel flag lives in Redis: asked at most every 0.2 s, not per token.
+        if self.cancelled is not None and not self._cancelled and now - self._asked > 0.2:
+            self._asked = now
+            self._cancelled = self.cancelled()
+        return "cancelled" if self._cancelled else None

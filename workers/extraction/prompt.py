@@ -1,0 +1,129 @@
+"""The conversation an extraction prompt holds: the fields asked for, the rules, the document.
+
+The schema is shown as a list of fields (name, what kind of value, the allowed values, whether
+null is allowed, its description) and the reply's shape, rather than as JSON Schema text: on the
+development set the two scored within one field of 64 and the list is the shorter prompt
+(docs/extraction.md, "Ablation"). The rules say what the decoder and the reading code rely on:
+copy dates and amounts as written, null when a value is not stated, each list item once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from qfleet.tasks.schemas import ChatMessage, ExtractJob
+from qfleet.workers.engine.chat import as_data
+from qfleet.workers.extraction.values import CURRENCY_WORDS
+
+PromptStyle = Literal["fields", "schema"]
+DEFAULT_STYLE: PromptStyle = "fields"
+
+RULES = (
+    "Rules: copy names, dates, amounts and currency marks exactly as the document writes them, "
+    "in quotes; never convert or calculate. Use null when the document does not state a value; "
+    "never guess. List each item once. Reply with one JSON object and nothing else."
+)
+SCHEMA_PROMPT = (
+    "You extract structured data from documents. Reply with one JSON object and nothing else. "
+    "The object must follow this JSON Schema:\n{schema}\n"
+    "Use null for optional values the document does not state; never invent facts."
+)
+
+
+def _kind(node: dict[str, Any]) -> str:
+    """A short human description of one subschema's value."""
+    if "anyOf" in node:
+        kinds = [_kind(o) for o in node["anyOf"] if o.get("type") != "null"]
+        nullable = any(o.get("type") == "null" for o in node["anyOf"])
+        return " or ".join(kinds) + (" or null" if nullable else "")
+    if "enum" in node:
+        values = ", ".join(json.dumps(v, ensure_ascii=False) for v in node["enum"])
+        if set(node["enum"]) - {None} <= set(CURRENCY_WORDS.values()):
+            # Documents write currencies as marks (¥, 元, $, €); the reader knows them, and a
+            # small model asked for a code alone tends to write the first one listed.
+            return f"currency as the document writes it (mark, word or code), one of {values}"
+        return f"one of {values}"
+    if "const" in node:
+        return f"always {json.dumps(node['const'], ensure_ascii=False)}"
+    types = node.get("type", "value")
+    names = types if isinstance(types, list) else [types]
+    words = []
+    for name in names:
+        if name == "array":
+            words.append(f"list of {_kind(node.get('items', {}))}")
+        elif name == "string" and node.get("format"):
+            words.append(str(node["format"]))
+        elif name == "object":
+            inner = ", ".join(f"{k}: {_kind(v)}" for k, v in node.get("properties", {}).items())
+            words.append("{" + inner + "}")
+        else:
+            words.append(name)
+    return " or ".join(words)
+
+
+def field_lines(schema: dict[str, Any]) -> str:
+    """One line per root property: `- name (kind): description`."""
+    lines = []
+    for name, node in schema.get("properties", {}).items():
+        inner = [o.get("description") for o in node.get("anyOf", []) if o.get("description")]
+        description = node.get("description") or (inner[0] if inner else "")
+        lines.append(f"- {name} ({_kind(node)})" + (f": {description}" if description else ""))
+    return "\n".join(lines)
+
+
+def skeleton(node: dict[str, Any]) -> str:
+    """The reply's shape with placeholders: every copied value is quoted text, as written."""
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        return skeleton(options[0]) if options else "null"
+    types = node.get("type")
+    kind = (types[0] if isinstance(types, list) else types) or "string"
+    if kind == "object":
+        inner = ", ".join(
+            f"{json.dumps(k)}: {skeleton(v)}" for k, v in node.get("properties", {}).items()
+        )
+        return "{" + inner + "}"
+    if kind == "array":
+        return f"[{skeleton(node.get('items', {}))}, ...]"
+    if kind == "boolean":
+        return "true or false"
+    return '"..."'
+
+
+def system_turn(job: ExtractJob, style: PromptStyle = DEFAULT_STYLE) -> str:
+    """The system turn: what to extract and how."""
+    if style == "schema":
+        system = SCHEMA_PROMPT.format(schema=json.dumps(job.json_schema, ensure_ascii=False))
+    else:
+        system = (
+            "You extract facts from one document into a JSON object with these fields, in this "
+            f"order:\n{field_lines(job.json_schema)}\n{RULES}\n"
+            f"Reply in this shape: {skeleton(job.json_schema)}"
+        )
+    if job.instructions:
+        system += "\n" + job.instructions
+    return system
+
+
+def extraction_messages(
+    job: ExtractJob, document_text: str, style: PromptStyle = DEFAULT_STYLE
+) -> list[ChatMessage]:
+    """The conversation for one document: system turn, examples, the document.
+
+    Everything before the last user turn is the same for every document of the job, so the
+    decoder can pass it to CTranslate2 once, as a cached static prompt.
+    """
+    turns = [ChatMessage(role="system", content=system_turn(job, style))]
+    for example in job.examples:
+        turns.append(ChatMessage(role="user", content=_document_turn(example.text)))
+        turns.append(
+            ChatMessage(role="assistant", content=json.dumps(example.output, ensure_ascii=False))
+        )
+    turns.append(ChatMessage(role="user", content=_document_turn(document_text)))
+    return turns
+
+
+def _document_turn(text: str) -> str:
+    # A document is data from anywhere: it must not spell its way out of its turn.
+    return f"Document:\n{as_data(text)}"
