@@ -3,8 +3,11 @@
 Such a job does not go through the batcher's free decoding: it is decoded by the same
 schema-guided decoder as extraction (`engine.structured`), so the answer parses and, with a
 schema, validates. The answer is checked again here before it is returned: the promise to the
-caller is verified, not assumed. Streaming jobs get their whole object as one piece at the end
-(the decoder repairs tokens, so earlier pieces could be taken back).
+caller is verified, not assumed. An answer cut by its `max_tokens` says so
+(`finish_reason: "length"`): under `json_object` it is closed after its last complete member
+(still one object, nothing invented); under `json_schema` it is left as the model wrote it, as
+OpenAI does, since required fields may be missing. Streaming jobs get their whole object as one
+piece at the end (the decoder repairs tokens, so earlier pieces could be taken back).
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ def run_structured_generate(
     if static < MIN_STATIC_PROMPT_TOKENS or not model.static_prompts.admit(prompt.static_ids):
         static = 0
     output = _decode(model, model_dir, job, ids, static, deadline, cancelled)
+    if output.finish_reason == "length" and job.json_schema is None:
+        output.text = close_object(output.text)
     _check_answer(job, output)
     if on_text is not None:
         on_text(output.text)
@@ -98,6 +103,53 @@ def run_structured_generate(
         model=model.info,
         worker=worker,
     )
+
+
+def close_object(text: str) -> str:
+    """`text` cut after its last complete member and closed: one JSON object, nothing invented.
+
+    For `json_object` answers whose budget ran out: the unfinished member is dropped (never
+    completed by code), so the answer still parses; `finish_reason` stays `length`.
+    """
+    cuts = [i for i, c in enumerate(_outside_strings(text)) if c == ","]
+    start = text.find("{")
+    for cut in [*reversed(cuts), start + 1] if start >= 0 else []:
+        closed = text[:cut] + "".join(reversed(_open_brackets(text[:cut])))
+        try:
+            if isinstance(json.loads(closed), dict):
+                return closed
+        except json.JSONDecodeError:
+            continue
+    return "{}"
+
+
+def _outside_strings(text: str) -> list[str]:
+    """`text` with every character inside a JSON string replaced by a space."""
+    out, inside, escaped = [], False, False
+    for char in text:
+        if inside:
+            out.append(" ")
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                inside = False
+        else:
+            inside = char == '"'
+            out.append(" " if inside else char)
+    return out
+
+
+def _open_brackets(prefix: str) -> list[str]:
+    """The closers of the containers still open at the end of `prefix`, outermost first."""
+    stack: list[str] = []
+    for char in _outside_strings(prefix):
+        if char in "{[":
+            stack.append("}" if char == "{" else "]")
+        elif char in "}]" and stack:
+            stack.pop()
+    return stack
 
 
 def _decode(
@@ -142,6 +194,10 @@ def _check_answer(job: GenerateJob, output: GuidedOutput) -> None:
         raise JobCancelledError("the job was cancelled while it generated")
     if output.error is not None:
         raise StructuredOutputError(f"the answer could not be decoded: {output.error}")
+    if output.finish_reason == "length":
+        # As OpenAI's structured outputs: a budget that runs out ends the answer where it is
+        # (`finish_reason: "length"`); code never closes it with values the model did not write.
+        return
     try:
         value = json.loads(output.text)
     except json.JSONDecodeError as exc:

@@ -13,7 +13,11 @@ from qfleet.tasks.errors import InvalidJobError, PromptTooLongError
 from qfleet.tasks.schemas import GenerateJob, validate_generate_job
 from qfleet.workers.answer_cache import AnswerCache
 from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
-from qfleet.workers.structured_generate import run_structured_generate, structured_messages
+from qfleet.workers.structured_generate import (
+    close_object,
+    run_structured_generate,
+    structured_messages,
+)
 
 TICKET = {
     "type": "object",
@@ -42,9 +46,10 @@ def job(**fields: object) -> GenerateJob:
 def test_schema_answers_validate(model: LoadedModel, tiny_model: Path, temperature: float) -> None:
     pieces: list[str] = []
     result = run_structured_generate(
-        model, tiny_model, job(json_schema=TICKET, max_tokens=48, temperature=temperature),
+        model, tiny_model, job(json_schema=TICKET, max_tokens=200, temperature=temperature),
         submitted_at=None, worker="w", on_text=pieces.append,
     )  # fmt: skip
+    assert result.finish_reason == "stop"
     value = json.loads(result.text)
     assert not list(Draft202012Validator(TICKET).iter_errors(value))
     assert pieces == [result.text]  # a streamed structured answer is one piece
@@ -58,7 +63,22 @@ def test_json_object_answers_parse_even_when_the_budget_runs_out(
         model, tiny_model, job(json_object=True, max_tokens=8, temperature=1.0),
         submitted_at=None, worker="w",
     )  # fmt: skip
+    assert result.finish_reason == "length"
+    assert result.usage.completion_tokens <= 8
     assert isinstance(json.loads(result.text), dict)
+
+
+@pytest.mark.parametrize(
+    ("cut", "closed"),
+    [
+        ('{"a": 1, "b": "x,y', '{"a": 1}'),
+        ('{"a": [1, 2, {"c": "d"', '{"a": [1, 2]}'),
+        ('{"a": "q\\"q", "b', '{"a": "q\\"q"}'),
+        ('{"a', "{}"),
+    ],
+)
+def test_a_cut_object_is_closed_after_its_last_whole_member(cut: str, closed: str) -> None:
+    assert close_object(cut) == closed
 
 
 def test_the_instruction_goes_into_the_system_turn() -> None:
@@ -77,8 +97,8 @@ def test_prompt_over_the_context_is_refused(model: LoadedModel, tiny_model: Path
 
 
 def test_schema_is_checked_like_an_extraction_schema() -> None:
-    with pytest.raises(InvalidJobError, match="pattern"):
-        job(json_schema={"type": "object", "properties": {"a": {"type": "string", "pattern": "x"}}})
+    with pytest.raises(InvalidJobError, match="'not'"):
+        job(json_schema={"type": "object", "properties": {"a": {"not": {"type": "string"}}}})
     with pytest.raises(InvalidJobError, match="at most one"):
         validate_generate_job({"prompt": "x", "json_schema": TICKET, "json_object": True})
 
