@@ -28,8 +28,9 @@ demo: install demo-model  ## the quickstart: a worker answers three real jobs wi
 demo-model: install  ## fetch and convert the demo Qwen model (once per machine)
 	$(BIN)/qfleet model pull demo
 
-test: install demo-model  ## lint, then run every test, real-model ones too (needs Redis: started if none answers)
+test: install demo-model  ## lint, then every test, real-model ones too (Redis and PostgreSQL: started if none answers)
 	ops/dev/ensure-redis
+	ops/dev/ensure-postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
