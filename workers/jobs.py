@@ -57,6 +57,8 @@ def run_generate(
         max_new_tokens=job.max_tokens,
         stop=job.stop,
         on_text=on_text,
+        # The job's priority is its engine lane: bulk rows give way to interactive ones.
+        lane="bulk" if job.priority == "bulk" else "interactive",
     )
     sampling = Sampling(temperature=job.temperature, top_p=job.top_p, top_k=job.top_k)
     output = batcher.generate(request, sampling)

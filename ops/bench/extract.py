@@ -30,8 +30,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 
 from qfleet.tasks.schemas import ExtractJob
+from qfleet.workers.engine.cache import default_cache_root
 from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
-from qfleet.workers.engine.tiny import default_cache_root, ensure_tiny_model
+from qfleet.workers.engine.tiny import ensure_tiny_model
 from qfleet.workers.extraction import (
     _document_independent_length,
     _prompts,
