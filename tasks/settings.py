@@ -82,12 +82,18 @@ class Settings(BaseSettings):
     compute_type: ComputeType = Field(
         default="auto", description="auto: int8_float16 on CUDA, int8 on CPU."
     )
-    cpu_threads: int = Field(default=0, ge=0, description="Threads per generation; 0 = all cores.")
+    cpu_threads: int = Field(
+        default=0,
+        ge=0,
+        description="Threads per engine call (per replica); 0 = from the engine layout.",
+    )
     worker_concurrency: int = Field(
         default=16, ge=1, description="Jobs one worker process holds at once (threads)."
     )
     batch_max_size: int = Field(
-        default=0, ge=0, description="Most jobs in one engine call; 0 = worker_concurrency."
+        default=0,
+        ge=0,
+        description="Most jobs in one engine call; 0 = from the engine layout.",
     )
     batch_max_wait_ms: float = Field(
         default=200.0, ge=0, description="Longest a job waits for batch-mates before it runs."
@@ -99,6 +105,25 @@ class Settings(BaseSettings):
     )
     batch_max_length_spread: int = Field(
         default=64, ge=0, description="Prompt-length spread (tokens) allowed in one engine call."
+    )
+
+    # --- Engine scheduler and layout (docs/performance.md) -------------------------------------
+    engine_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Engine calls decoding side by side on one model; 0 = tuned or default layout.",
+    )
+    engine_interactive_replica: bool = Field(
+        default=True,
+        description="One more replica that serves interactive jobs only (never behind bulk).",
+    )
+    engine_preempt: bool = Field(
+        default=True,
+        description="Pause a bulk call (resumed later, no tokens lost) when interactive must wait.",
+    )
+    engine_use_tuned: bool = Field(
+        default=True,
+        description="Use the layout `qfleet tune` cached for this machine and model.",
     )
 
     # --- Retries, dead letters, lost messages -----------------------------------------------

@@ -1,7 +1,8 @@
 """Remote-control commands qfleet adds to every worker (Celery's `inspect`, over the broker).
 
 `qfleet status` broadcasts `qfleet_info` to learn what Celery's own `inspect stats` cannot tell:
-which model a worker serves, on which device, with which batch settings, and how fast it has been.
+which model a worker serves, on which device, with which batch settings and engine layout, and
+how fast it has been.
 Read-only, and it returns plain JSON data (no secrets: settings are picked field by field).
 """
 
@@ -18,8 +19,19 @@ from qfleet.workers.metrics import exporter_port, stats
 
 
 def batch_settings() -> dict[str, Any]:
-    """The worker's batching knobs: every setting whose name mentions batch."""
-    return {name: value for name, value in settings.model_dump().items() if "batch" in name}
+    """The worker's batching knobs (every setting whose name mentions batch) and its layout."""
+    knobs = {name: value for name, value in settings.model_dump().items() if "batch" in name}
+    if runtime.layout is not None:
+        knobs["layout"] = f"{runtime.layout.label} ({runtime.layout.source})"
+    return knobs
+
+
+def engine_info() -> dict[str, Any] | None:
+    """The engine layout in use (replicas, threads, batch, where it came from) and its load."""
+    layout = runtime.layout
+    if layout is None or runtime.loaded is None:
+        return None
+    return {**layout.as_dict(), **runtime.batcher.snapshot()}
 
 
 def worker_info() -> dict[str, Any]:
@@ -38,6 +50,7 @@ def worker_info() -> dict[str, Any]:
         "host": socket.gethostname(),
         "model": model,
         "batch": batch_settings(),
+        "engine": engine_info(),
         "metrics_port": exporter_port(),
         "stats": stats.snapshot(),
     }
