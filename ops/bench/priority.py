@@ -80,11 +80,19 @@ def _forget(settings: Settings) -> None:
         client.delete(*set(keys))
 
 
-def interactive_latency(fleet: FleetClient, n: int, tokens: int = 16) -> float:
-    """Seconds from submit to result of one interactive job, as the caller sees it."""
+def interactive_latency(
+    fleet: FleetClient, n: int, tokens: int = 16, parts: list[tuple[float, float]] | None = None
+) -> float:
+    """Seconds from submit to result of one interactive job, as the caller sees it.
+
+    `parts` collects where the time went: (seconds before a job thread took the job, seconds in
+    the engine), from the result's own timings.
+    """
     started = time.perf_counter()
     job = GenerateJob(prompt=PROBE_PROMPT.format(n=n), max_tokens=tokens, priority="interactive")
-    fleet.wait(fleet.submit(job), timeout=600)
+    result = fleet.wait(fleet.submit(job), timeout=1800)
+    if parts is not None:
+        parts.append((result.timings.queued_ms / 1000, result.timings.generate_ms / 1000))
     return time.perf_counter() - started
 
 
@@ -100,12 +108,15 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Idle and backlog latency of interactive jobs on one worker."""
     with bench_fleet(args.model_dir, args.concurrency, "priority") as (fleet, _):
         interactive_latency(fleet, -1)  # warm-up: model load and first-call set-up
-        idle = [interactive_latency(fleet, i) for i in range(args.probes)]
+        idle_parts: list[tuple[float, float]] = []
+        idle = [interactive_latency(fleet, i, parts=idle_parts) for i in range(args.probes)]
         bulk = submit_bulk(fleet, args.bulk, args.bulk_tokens)
         time.sleep(args.settle)  # the worker takes its first bulk rows and starts decoding
-        loaded = []
+        loaded: list[float] = []
+        parts: list[tuple[float, float]] = []
         for i in range(args.probes):
-            loaded.append(interactive_latency(fleet, 100 + i))
+            loaded.append(interactive_latency(fleet, 100 + i, parts=parts))
+            print(f"probe {i}: {loaded[-1]:.2f} s", file=sys.stderr)
             time.sleep(args.gap)
         pending = sum(fleet.result(b) is None for b in bulk)
     ratio = statistics.median(loaded) / statistics.median(idle)
@@ -116,6 +127,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "backlog_p50_s": round(statistics.median(loaded), 2),
         "backlog_max_s": round(max(loaded), 2),
         "ratio": round(ratio, 2),
+        # Where the time went: waiting for a job thread (queued) and decoding (engine).
+        "idle_queued_engine_s": [(round(q, 2), round(g, 2)) for q, g in idle_parts],
+        "backlog_queued_engine_s": [(round(q, 2), round(g, 2)) for q, g in parts],
+        "engine_ratio": round(
+            statistics.median(g for _, g in parts) / statistics.median(g for _, g in idle_parts), 2
+        ),
         # Proof the backlog was still running when the last probe finished.
         "bulk_unfinished_after_probes": pending,
         "bulk": args.bulk,
