@@ -71,7 +71,7 @@ def stage_transformers(args: argparse.Namespace) -> dict[str, Any]:
     prompts = bench_prompts(args.jobs)
     tokens, latencies, started = 0, [], time.perf_counter()
     for i in range(0, len(prompts), args.hf_batch):
-        counts = run(prompts[i : i + args.hf_batch], NEW_TOKENS)
+        counts = run(prompts[i : i + args.hf_batch], args.tokens)
         tokens += sum(counts)
         latencies += [time.perf_counter() - started] * len(counts)
     return summary(f"a transformers fp32, batch {args.hf_batch}", tokens,
@@ -90,7 +90,7 @@ def stage_llamacpp(args: argparse.Namespace) -> dict[str, Any]:
         try:
             server.chat("warm up", 4)
             started = time.perf_counter()
-            tokens, latencies = _slots_run(server, prompts, started)
+            tokens, latencies = _slots_run(server, prompts, started, args.tokens)
             elapsed = time.perf_counter() - started
             row = summary(f"b llama.cpp server Q4, {slots} slots", tokens, elapsed, latencies,
                           batch=slots)  # fmt: skip
@@ -103,12 +103,14 @@ def stage_llamacpp(args: argparse.Namespace) -> dict[str, Any]:
     return {**best, "stage": f"b llama.cpp server, best ({best['batch']} slots)", "runs": runs}
 
 
-def _slots_run(server: Any, prompts: list[str], started: float) -> tuple[int, list[float]]:
+def _slots_run(
+    server: Any, prompts: list[str], started: float, new_tokens: int
+) -> tuple[int, list[float]]:
     """Every prompt as its own request, all at once; tokens and each request's latency."""
     latencies: list[float] = []
 
     def one(prompt: str) -> int:
-        count: int = server.chat(prompt, NEW_TOKENS)
+        count: int = server.chat(prompt, new_tokens)
         latencies.append(time.perf_counter() - started)
         return count
 
@@ -117,7 +119,9 @@ def _slots_run(server: Any, prompts: list[str], started: float) -> tuple[int, li
     return tokens, latencies
 
 
-def _ct2_run(model: Any, prompts: list[Any], replicas: int, batch: int) -> tuple[int, list[float]]:
+def _ct2_run(
+    model: Any, prompts: list[Any], replicas: int, batch: int, new_tokens: int = NEW_TOKENS
+) -> tuple[int, list[float]]:
     """All prompts in calls of `batch`, `replicas` calls at a time; tokens and latencies."""
     from qfleet.workers.engine.generation import GenerationRequest, Sampling, generate
 
@@ -133,7 +137,7 @@ def _ct2_run(model: Any, prompts: list[Any], replicas: int, batch: int) -> tuple
                 group = chunks.get_nowait()
             except queue.Empty:
                 return
-            requests = [GenerationRequest(p.ids, NEW_TOKENS, static_prompt_ids=p.static_ids)
+            requests = [GenerationRequest(p.ids, new_tokens, static_prompt_ids=p.static_ids)
                         for p in group]  # fmt: skip
             outputs = generate(model.generator, model.tokenizer, requests, Sampling())
             with lock:
@@ -162,10 +166,10 @@ def stage_ctranslate2(args: argparse.Namespace) -> dict[str, Any]:
         tok = model.tokenizer
         prompts = [tok.encode_chat([ChatMessage(role="user", content=p)])
                    for p in bench_prompts(args.jobs)]  # fmt: skip
-        _ct2_run(model, prompts[:replicas], replicas, 1)  # warm-up, every replica
+        _ct2_run(model, prompts[:replicas], replicas, 1, 8)  # warm-up, every replica
         for size in (int(b) for b in args.batch_sizes.split(",")):
             started = time.perf_counter()
-            tokens, latencies = _ct2_run(model, prompts, replicas, size)
+            tokens, latencies = _ct2_run(model, prompts, replicas, size, args.tokens)
             runs.append(summary(f"c ctranslate2 direct {shape}, batch {size}", tokens,
                                 time.perf_counter() - started, latencies, batch=size,
                                 layout=shape))  # fmt: skip

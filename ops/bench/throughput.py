@@ -38,7 +38,7 @@ STAGES = {"a": stages.stage_transformers, "b": stages.stage_llamacpp,
           "c": stages.stage_ctranslate2, "d0": fleet_stages.stage_old_default,
           "d": fleet_stages.stage_qfleet, "overhead": fleet_stages.stage_overhead}  # fmt: skip
 ORDER = ["a", "b", "c", "d0", "d"]
-FORWARDED = {"model_dir", "gguf", "jobs", "concurrency", "compute_type", "batch_sizes",
+FORWARDED = {"model_dir", "gguf", "jobs", "tokens", "concurrency", "compute_type", "batch_sizes",
              "layouts", "slots", "hf_batch", "interactive_every"}  # fmt: skip
 
 
@@ -90,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--model-dir", help="converted CTranslate2 model (default: the demo model)")
     add("--gguf", help="the GGUF file the model came from (stages a and b)")
     add("--jobs", type=int, default=32, help="prompts per stage")
+    add("--tokens", type=int, default=128, help="new tokens per job")
     add("--concurrency", type=int, default=32, help="qfleet worker job threads (stage d)")
     add("--compute-type", default="auto")
     add("--batch-sizes", default="16,32", help="stage c's batch sizes")
