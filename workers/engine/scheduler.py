@@ -228,10 +228,11 @@ class EngineScheduler:
             return 0.0  # a full call, a closing scheduler or a paused row: no reason to wait
         now = time.monotonic()
         left = head.arrival + self.policy.max_wait_ms / 1000 - now
-        # The quiet gap is for latency: a lone job on an idle worker, or an interactive one.
-        # While other calls decode, a bulk call that starts half empty would hold its replica
-        # for a whole decode loop with a few rows: it waits the full gathering window instead.
-        if self.policy.quiet_ms > 0 and (head.lane == 0 or not self._running):
+        # The quiet gap is for latency, so interactive rows only. A bulk call that starts half
+        # empty holds its replica for a whole decode loop with a few rows (bulk jobs submitted
+        # one by one on a busy machine arrive further apart than the gap): bulk rows wait the
+        # full gathering window.
+        if self.policy.quiet_ms > 0 and head.lane == 0:
             left = min(left, self._last_arrival + self.policy.quiet_ms / 1000 - now)
         return left
 
