@@ -21,7 +21,7 @@ from qfleet.workers.engine.generation import (
     generate,
 )
 from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
-from qfleet.workers.engine.scheduler import EngineScheduler, SchedulerPolicy
+from qfleet.workers.engine.scheduler import PREEMPT_MIN_STEPS, EngineScheduler, SchedulerPolicy
 
 WAIT_S = 60
 
@@ -121,13 +121,14 @@ def test_the_interactive_replica_serves_interactive_rows_only(model: LoadedModel
 def test_a_preempted_bulk_row_resumes_without_losing_tokens(model: LoadedModel) -> None:
     # Given the answer a bulk row gets when nothing interrupts it
     reference = generate(
-        model.generator, model.tokenizer, [_request(model, "bulk work", 24)], Sampling()
+        model.generator, model.tokenizer, [_request(model, "bulk work", 64)], Sampling()
     )[0]
     # And a single replica that may pause bulk calls, running that row
     scheduler = _scheduler(model, replicas=1, preempt=True)
-    gate = Gate()
+    # (held once it decoded more steps than a call must make before it may be paused)
+    gate = Gate(after=PREEMPT_MIN_STEPS + 8)
     try:
-        bulk = scheduler.submit(_request(model, "bulk work", 24, "bulk", on_text=gate), Sampling())
+        bulk = scheduler.submit(_request(model, "bulk work", 64, "bulk", on_text=gate), Sampling())
         assert gate.entered.wait(WAIT_S)
         # When an interactive row arrives while the only replica decodes it
         urgent = scheduler.submit(_request(model, "urgent", 4), Sampling())
@@ -235,3 +236,23 @@ def test_rows_of_one_call_are_answered_as_each_ends(model: LoadedModel) -> None:
         gate.release()
         scheduler.close()
     assert len(long.result(WAIT_S).token_ids) == 64
+
+
+def test_a_bulk_call_is_not_paused_before_it_made_progress(model: LoadedModel) -> None:
+    # Given a single replica that may pause bulk calls, running a bulk row held at its first token
+    scheduler = _scheduler(model, replicas=1, preempt=True)
+    gate = Gate()
+    try:
+        bulk = scheduler.submit(_request(model, "bulk", 8, "bulk", on_text=gate), Sampling())
+        assert gate.entered.wait(WAIT_S)
+        # When an interactive row arrives before the call decoded PREEMPT_MIN_STEPS steps
+        urgent = scheduler.submit(_request(model, "urgent", 4), Sampling())
+        order = _order({"bulk": bulk, "urgent": urgent})
+        gate.release()
+        assert len(urgent.result(WAIT_S).token_ids) == 4
+    finally:
+        gate.release()
+        scheduler.close()
+    # Then the bulk call runs to its end first: a steady interactive stream cannot starve it
+    assert order == ["bulk", "urgent"]
+    assert len(bulk.result().token_ids) == 8

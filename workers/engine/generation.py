@@ -212,6 +212,8 @@ class EngineCall:
     sampling: Sampling
     on_done: RowDone
     pause: bool = False
+    # Decoding steps taken so far: a call is paused only after it made progress.
+    steps: int = 0
 
     def run(self, generator: ctranslate2.Generator, tokenizer: ChatTokenizer) -> list[Row]:
         """Decode until every row finished or paused; return the paused rows."""
@@ -229,6 +231,7 @@ class EngineCall:
                 row.started, row.batch_size = now, len(rows)
 
         def on_step(step: ctranslate2.GenerationStepResult) -> bool:
+            self.steps = max(self.steps, step.step + 1)
             index = step.batch_id
             if states[index] is None:
                 states[index] = self._step(rows[index], step.token_id, end_ids)

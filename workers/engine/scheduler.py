@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 # How often an idle engine thread looks at waiting rows for a cancel or a passed deadline.
 SWEEP_S = 0.1
+# A bulk call is paused for an interactive row only after this many steps since it (re)started:
+# resuming re-reads its prompts, so a steady interactive stream must not pause it over and over.
+PREEMPT_MIN_STEPS = 32
 LANE_RANK = {"interactive": 0, "bulk": 1}
 
 
@@ -170,7 +173,11 @@ class EngineScheduler:
         """Pause one bulk call unless an engine thread is free to take an interactive row."""
         if not self.policy.preempt or self._idle["any"] or self._idle["interactive"]:
             return
-        bulk = [r for r in self._running if r.lane == 1 and not r.call.pause]
+        bulk = [
+            r
+            for r in self._running
+            if r.lane == 1 and not r.call.pause and r.call.steps >= PREEMPT_MIN_STEPS
+        ]
         if bulk:
             # The call with the fewest tokens to feed again costs the least to resume.
             min(bulk, key=lambda r: r.tokens).call.pause = True
