@@ -10,10 +10,11 @@ import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, RedisDsn, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qfleet.tasks.urls import redact_url, with_password, with_tls_defaults
 
 Device = Literal["auto", "cpu", "cuda"]
 RecordsMode = Literal["off", "on", "sampled"]
@@ -86,12 +87,18 @@ class Settings(BaseSettings):
     compute_type: ComputeType = Field(
         default="auto", description="auto: int8_float16 on CUDA, int8 on CPU."
     )
-    cpu_threads: int = Field(default=0, ge=0, description="Threads per generation; 0 = all cores.")
+    cpu_threads: int = Field(
+        default=0,
+        ge=0,
+        description="Threads per engine call (per replica); 0 = from the engine layout.",
+    )
     worker_concurrency: int = Field(
         default=16, ge=1, description="Jobs one worker process holds at once (threads)."
     )
     batch_max_size: int = Field(
-        default=0, ge=0, description="Most jobs in one engine call; 0 = worker_concurrency."
+        default=0,
+        ge=0,
+        description="Most jobs in one engine call; 0 = from the engine layout.",
     )
     batch_max_wait_ms: float = Field(
         default=200.0, ge=0, description="Longest a job waits for batch-mates before it runs."
@@ -103,6 +110,25 @@ class Settings(BaseSettings):
     )
     batch_max_length_spread: int = Field(
         default=64, ge=0, description="Prompt-length spread (tokens) allowed in one engine call."
+    )
+
+    # --- Engine scheduler and layout (docs/performance.md) -------------------------------------
+    engine_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Engine calls decoding side by side on one model; 0 = tuned or default layout.",
+    )
+    engine_interactive_replica: bool = Field(
+        default=True,
+        description="One more replica that serves interactive jobs only (never behind bulk).",
+    )
+    engine_preempt: bool = Field(
+        default=True,
+        description="Pause a bulk call (resumed later, no tokens lost) when interactive must wait.",
+    )
+    engine_use_tuned: bool = Field(
+        default=True,
+        description="Use the layout `qfleet tune` cached for this machine and model.",
     )
 
     # --- Retries, dead letters, lost messages -----------------------------------------------
@@ -344,48 +370,13 @@ class Settings(BaseSettings):
     @cached_property
     def broker(self) -> str:
         """The broker URL with `redis_password` applied (and certificate checks for TLS)."""
-        return _with_tls_defaults(_with_password(str(self.broker_url), self.redis_password))
+        return with_tls_defaults(with_password(str(self.broker_url), self.redis_password))
 
     @cached_property
     def result_backend(self) -> str:
         """The result backend URL with `redis_password` applied (and certificate checks for TLS)."""
         url = self.result_backend_url or self.broker_url
-        return _with_tls_defaults(_with_password(str(url), self.redis_password))
+        return with_tls_defaults(with_password(str(url), self.redis_password))
 
 
-def _with_password(url: str, password: SecretStr | None) -> str:
-    if password is None:
-        return url
-    parts = urlsplit(url)
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{quote(user, safe='')}:{quote(password.get_secret_value(), safe='')}@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _with_tls_defaults(url: str) -> str:
-    """A `rediss://` URL that verifies the server's certificate unless it says otherwise.
-
-    Without `ssl_cert_reqs` kombu connects the broker with CERT_NONE (TLS that trusts anyone)
-    and Celery's result backend refuses the URL; `ssl_cert_reqs=required` fixes both. An
-    explicit `ssl_cert_reqs` (e.g. `none` for a test server) is kept.
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "rediss" or "ssl_cert_reqs=" in parts.query:
-        return url
-    query = "&".join(filter(None, [parts.query, "ssl_cert_reqs=required"]))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, safe to log or print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urlunsplit((parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, ""))
+__all__ = ["Settings", "redact_url"]

@@ -1,7 +1,8 @@
 """Remote-control commands qfleet adds to every worker (Celery's `inspect`, over the broker).
 
 `qfleet status` broadcasts `qfleet_info` to learn what Celery's own `inspect stats` cannot tell:
-which model a worker serves, on which device, with which batch settings, and how fast it has been.
+which model a worker serves, on which device, with which batch settings and engine layout, and
+how fast it has been.
 Read-only, and it returns plain JSON data (no secrets: settings are picked field by field).
 """
 
@@ -22,9 +23,22 @@ from qfleet.workers.knowledge.open import resolve_embedder_dir
 from qfleet.workers.metrics import exporter_port, stats
 
 
-def batch_settings(settings: Settings) -> dict[str, Any]:
-    """The worker's batching knobs: every setting whose name mentions batch."""
-    return {name: value for name, value in settings.model_dump().items() if "batch" in name}
+def batch_settings(context: WorkerContext) -> dict[str, Any]:
+    """The worker's batching knobs (every setting whose name mentions batch) and its layout."""
+    runtime = context.runtime
+    knobs = {n: v for n, v in context.settings.model_dump().items() if "batch" in n}
+    if runtime.layout is not None:
+        knobs["layout"] = f"{runtime.layout.label} ({runtime.layout.source})"
+    return knobs
+
+
+def engine_info(context: WorkerContext) -> dict[str, Any] | None:
+    """The engine layout in use (replicas, threads, batch, where it came from) and its load."""
+    runtime = context.runtime
+    layout = runtime.layout
+    if layout is None or runtime.loaded is None:
+        return None
+    return {**layout.as_dict(), **runtime.batcher.snapshot()}
 
 
 def served_models(settings: Settings, queues: list[str]) -> dict[str, str | None]:
@@ -59,7 +73,8 @@ def worker_info(context: WorkerContext, queues: list[str] | None = None) -> dict
     return {
         "host": socket.gethostname(),
         "model": model,
-        "batch": batch_settings(settings),
+        "batch": batch_settings(context),
+        "engine": engine_info(context),
         "metrics_port": exporter_port(),
         "stats": stats.snapshot(),
         "serves": served_models(settings, queues or []),

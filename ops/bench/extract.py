@@ -35,8 +35,9 @@ from ops.bench.extract_devset import load
 from ops.bench.extract_schemas import SCHEMAS
 from ops.bench.extract_score import Score, parse_plain, score
 from qfleet.tasks.schemas import ExtractJob
+from qfleet.workers.engine.cache import default_cache_root
 from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
-from qfleet.workers.engine.tiny import default_cache_root, ensure_tiny_model
+from qfleet.workers.engine.tiny import ensure_tiny_model
 from qfleet.workers.extraction import ExtractPolicy, extraction_messages, guided_decoder
 from qfleet.workers.extraction.fields import read_value
 from qfleet.workers.extraction.prompt import PromptStyle

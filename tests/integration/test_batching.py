@@ -24,9 +24,14 @@ PROMPTS = [f"Question number {i}: {'why ' * (i % 5)}?" for i in range(8)]
 def batching_worker(
     fleet_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
-    """A worker holding 8 jobs at once, waiting up to 200 ms for batch-mates."""
+    """A worker holding 8 jobs at once, waiting up to 200 ms for batch-mates, one call at a time.
+
+    One replica: with several, an idle worker rightly starts arriving interactive jobs on the
+    next free replica instead of making them wait for batch-mates (tests/unit/test_scheduler.py).
+    """
     # No answer cache: repeated greedy prompts must be generated to show batching.
-    env = {**fleet_env, "QFLEET_BATCH_MAX_WAIT_MS": "200", "QFLEET_ANSWER_CACHE_TTL_S": "0"}
+    env = {**fleet_env, "QFLEET_BATCH_MAX_WAIT_MS": "200", "QFLEET_ANSWER_CACHE_TTL_S": "0",
+           "QFLEET_ENGINE_REPLICAS": "1", "QFLEET_ENGINE_INTERACTIVE_REPLICA": "false"}  # fmt: skip
     log = tmp_path_factory.mktemp("batching") / "worker.log"
     process = WorkerProcess(env, log, hostname=f"batch-{uuid.uuid4().hex[:6]}@test", concurrency=8)
     yield process.start()

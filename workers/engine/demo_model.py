@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from qfleet.tasks.constants import MODEL_MANIFEST
+from qfleet.workers.engine.cache import default_cache_root
 from qfleet.workers.engine.convert import ConversionError, Progress, convert_model
-from qfleet.workers.engine.tiny import default_cache_root
 
 # Bump when anything below changes what gets built: the cache folder is named after it.
 DEMO_RECIPE_VERSION = 1

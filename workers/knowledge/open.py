@@ -7,7 +7,7 @@ from pathlib import Path
 
 from qfleet.tasks.errors import StoreUnavailableError
 from qfleet.tasks.settings import Settings
-from qfleet.workers.engine.tiny import default_cache_root
+from qfleet.workers.engine.cache import default_cache_root
 from qfleet.workers.knowledge.embedder import EMBEDDER_MANIFEST, Embedder
 from qfleet.workers.knowledge.index import VectorIndex
 from qfleet.workers.knowledge.store import KnowledgeStore
