@@ -101,13 +101,28 @@ def convert_model(
         MissingDependencyError: The `convert` extra is not installed.
     """
     say = progress or (lambda _line: None)
-    if quantization not in QUANTIZATIONS:
-        raise ConversionError(f"unknown quantization {quantization!r}; one of {QUANTIZATIONS}")
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConversionError(f"{out} already exists and is not empty; choose another folder")
-    require_convert_libraries(gguf=str(source).lower().endswith(".gguf"))
+    _check_request(source, out, quantization)
     resolved = resolve_source(str(source), say)
+    return _build(
+        resolved,
+        out,
+        quantization,
+        model_id or f"{resolved.name}-{quantization}",
+        source_label or resolved.label,
+        say,
+    )
+
+
+def _build(
+    resolved: ModelSource,
+    out: Path,
+    quantization: str,
+    model_id: str,
+    source_label: str,
+    say: Progress,
+) -> Path:
+    """Convert into a staging folder beside `out`, write the manifest, rename into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.converting-") as tmp:
         staging = Path(tmp) / "model"
@@ -117,8 +132,8 @@ def convert_model(
         say("hashing the source ...")
         write_manifest(
             staging,
-            model_id=model_id or f"{resolved.name}-{quantization}",
-            source=source_label or resolved.label,
+            model_id=model_id,
+            source=source_label,
             source_sha256=resolved.sha256(),
             quantization=quantization,
             max_context=max_context,
@@ -129,6 +144,15 @@ def convert_model(
             out.rmdir()  # empty (checked above): make room for the rename
         staging.rename(out)
     return out
+
+
+def _check_request(source: str | Path, out: Path, quantization: str) -> None:
+    """Refuse a conversion that cannot succeed before any download or loading starts."""
+    if quantization not in QUANTIZATIONS:
+        raise ConversionError(f"unknown quantization {quantization!r}; one of {QUANTIZATIONS}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConversionError(f"{out} already exists and is not empty; choose another folder")
+    require_convert_libraries(gguf=str(source).lower().endswith(".gguf"))
 
 
 def resolve_source(source: str, progress: Progress) -> ModelSource:

@@ -22,6 +22,11 @@ def record_job_owner(redis: Redis, prefix: str, job_id: str, tenant: str, ttl_s:
     redis.set(prefix + GW_JOB_KEY.format(job_id=job_id), tenant, ex=ttl_s)
 
 
+def record_run_owner(redis: Redis, prefix: str, run_id: str, tenant: str, ttl_s: int) -> None:
+    """Remember that `tenant` started run `run_id` (a batch: its run has the batch's id)."""
+    redis.set(prefix + GW_RUN_KEY.format(run_id=run_id), tenant, ex=ttl_s)
+
+
 def job_owners(redis: Redis, prefix: str, job_ids: list[str]) -> dict[str, str | None]:
     """The tenant of each job id (None where none was recorded)."""
     if not job_ids:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from qfleet.producer.gateway.auth import CallerDep, StateDep
 from qfleet.producer.gateway.batch_store import Batch, BatchMeta, BatchStore
+from qfleet.producer.gateway.console.owners import record_run_owner
 from qfleet.producer.gateway.errors import ApiError
 from qfleet.producer.gateway.routers.files import FilesDep
 from qfleet.producer.gateway.webhooks import WebhookError, check_url
@@ -116,6 +117,11 @@ def create_batch(
         expires_at=now + hours * 3600,
     )
     batches.create(meta)
+    # Its bulk run (same id) then shows on the tenant's console page, not only to admins.
+    settings = state.settings
+    record_run_owner(
+        state.redis, settings.redis_key_prefix, meta.id, caller.tenant, settings.gateway_file_ttl_s
+    )
     found = batches.get(meta.id)
     assert found is not None
     return found[1]
