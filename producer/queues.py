@@ -17,19 +17,30 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from qfleet.tasks.constants import ALL_QUEUES, PRIORITY_LEVELS, PRIORITY_SEPARATOR
 
 
+class LevelSnapshot(BaseModel):
+    """One priority level of a queue at one moment (0 is served first)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    priority: int
+    depth: int
+    oldest_age_s: float | None = None
+
+
 class QueueSnapshot(BaseModel):
-    """One queue at one moment."""
+    """One queue at one moment; `levels` lists its non-empty priority levels."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     depth: int
     oldest_age_s: float | None = None
+    levels: list[LevelSnapshot] = Field(default_factory=list)
 
 
 def queue_keys(queue: str, prefix: str = "") -> list[str]:
@@ -76,8 +87,23 @@ def read_queues(
     per_queue = 2 * len(PRIORITY_LEVELS)
     for index, queue in enumerate(queues):
         chunk = replies[index * per_queue : (index + 1) * per_queue]
-        depth = sum(int(n) for n in chunk[0::2])
-        stamps = [s for s in (submitted_at(raw) for raw in chunk[1::2]) if s is not None]
-        age = max(now - min(stamps), 0.0) if stamps else None
-        snapshots.append(QueueSnapshot(name=queue, depth=depth, oldest_age_s=age))
+        levels = [
+            LevelSnapshot(priority=level, depth=int(depth), oldest_age_s=_age(raw, now))
+            for level, depth, raw in zip(PRIORITY_LEVELS, chunk[0::2], chunk[1::2], strict=True)
+            if int(depth)
+        ]
+        ages = [lv.oldest_age_s for lv in levels if lv.oldest_age_s is not None]
+        snapshots.append(
+            QueueSnapshot(
+                name=queue,
+                depth=sum(lv.depth for lv in levels),
+                oldest_age_s=max(ages) if ages else None,
+                levels=levels,
+            )
+        )
     return snapshots
+
+
+def _age(raw: bytes | str | None, now: float) -> float | None:
+    stamp = submitted_at(raw)
+    return None if stamp is None else max(now - stamp, 0.0)

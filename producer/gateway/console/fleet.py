@@ -22,9 +22,9 @@ from qfleet.producer.gateway.auth import CallerDep, StateDep
 from qfleet.producer.gateway.console.route import ConsoleRoute
 from qfleet.producer.gateway.errors import ApiError
 from qfleet.producer.gateway.state import GatewayState
-from qfleet.producer.queues import queue_keys, submitted_at
+from qfleet.producer.queues import read_queues
 from qfleet.producer.status import FleetStatus, WorkerStatus, collect_status
-from qfleet.tasks.constants import ALL_QUEUES, PRIORITY_LEVELS
+from qfleet.tasks.constants import ALL_QUEUES
 from qfleet.tasks.settings import redact_url
 
 # `qfleet:console:samples` is a list of JSON samples, newest first, trimmed to SAMPLES_KEPT;
@@ -117,24 +117,10 @@ def read_priorities(
     redis: Redis, prefix: str, now: float | None = None
 ) -> list[tuple[str, list[PriorityDepth]]]:
     """Each queue's depth and oldest-message age per priority level, in one round trip."""
-    pipe = redis.pipeline(transaction=False)
-    for queue in ALL_QUEUES:
-        for key in queue_keys(queue, prefix):
-            pipe.llen(key)
-            pipe.lindex(key, -1)
-    replies = pipe.execute()
-    now = time.time() if now is None else now
-    result = []
-    for index, queue in enumerate(ALL_QUEUES):
-        levels = []
-        for level in PRIORITY_LEVELS:
-            at = (index * len(PRIORITY_LEVELS) + level) * 2
-            depth, oldest = int(replies[at]), submitted_at(replies[at + 1])
-            if depth:
-                age = None if oldest is None else max(now - oldest, 0.0)
-                levels.append(PriorityDepth(priority=level, depth=depth, oldest_age_s=age))
-        result.append((queue, levels))
-    return result
+    return [
+        (snap.name, [PriorityDepth(**level.model_dump()) for level in snap.levels])
+        for snap in read_queues(redis, prefix, ALL_QUEUES, now)
+    ]
 
 
 def cached_status(state: GatewayState) -> FleetStatus:
