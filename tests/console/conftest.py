@@ -59,9 +59,13 @@ def make_keys(settings: Settings) -> tuple[str, str]:
     return admin, tenant
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's headless Chromium under Playwright; fails (never skips) when it is missing."""
+    """Debian's headless Chromium under Playwright; fails (never skips) when it is missing.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it is
+    open, and later tests that run their own loop (asyncio.run) must not find it.
+    """
     if not CHROMIUM.is_file():
         pytest.fail("no /usr/bin/chromium: apt-get install -y chromium chromium-driver")
     from playwright.sync_api import sync_playwright

@@ -135,7 +135,7 @@ def test_no_worker_for_a_queue_is_named(page: Page) -> None:
 def test_a_refused_job_shows_why(page: Page) -> None:
     # Given a JSON schema the schema-guided decoder does not support
     page.evaluate("location.hash = '#playground'")
-    schema = {"type": "object", "properties": {"n": {"type": "string", "pattern": "^a+$"}}}
+    schema = {"type": "object", "patternProperties": {"^a": {"type": "string"}}}
     page.get_by_label("JSON schema").fill(json.dumps(schema))
     # When a chat is sent with it
     page.get_by_label("prompt", exact=True).fill("Give me an object")
@@ -143,7 +143,7 @@ def test_a_refused_job_shows_why(page: Page) -> None:
     # Then the page shows the refusal naming the keyword, and nothing is left waiting
     status = page.locator(".status-line")
     expect(status).to_contain_text("Refused", timeout=WAIT_MS)
-    expect(status).to_contain_text("pattern")
+    expect(status).to_contain_text("patternProperties")
     expect(page.locator(".msg.assistant").last).to_have_attribute("data-state", "failed")
 
 

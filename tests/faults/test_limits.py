@@ -177,9 +177,10 @@ def test_an_oversize_document_fails_alone_at_the_worker(
     assert by_id["doc1"].error_code == "document_too_large"
     assert "QFLEET_MAX_DOCUMENT_CHARS" in (by_id["doc1"].error or "")
     for ok in ("doc0", "doc2"):
-        assert by_id[ok].status == "succeeded", by_id[ok]
+        # Random weights: whole, or truthfully incomplete (what is there is still valid)
+        assert by_id[ok].status in ("succeeded", "incomplete"), by_id[ok]
         assert isinstance(by_id[ok].object, dict)
-        assert set(by_id[ok].object) == {"name"}
+        assert set(by_id[ok].object) <= {"name"}
 
 
 def test_a_bulk_run_with_one_oversize_line_fails_that_line_only(
@@ -208,12 +209,11 @@ def test_a_bulk_run_with_one_oversize_line_fails_that_line_only(
     output = {
         json.loads(line)["id"]: json.loads(line) for line in spec.output.read_text().splitlines()
     }
-    assert {k: v["status"] for k, v in output.items()} == {
-        "p0": "succeeded",
-        "p1": "succeeded",
-        "p2": "failed",
-        "p3": "succeeded",
-    }
+    statuses = {k: v["status"] for k, v in output.items()}
+    assert statuses.pop("p2") == "failed"
+    # Random weights: each other line whole, or truthfully incomplete
+    assert set(statuses) == {"p0", "p1", "p3"}
+    assert set(statuses.values()) <= {"succeeded", "incomplete"}
 
 
 def test_a_generate_run_line_over_the_prompt_limit_fails_alone(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_what_qfleet_cannot_honour_is_refused_by_name() -> None:
     assert refused(logprobs=True).param == "logprobs"
     assert refused(presence_penalty=0.5).param == "presence_penalty"
     assert refused(max_tokens=10**6).param == "max_tokens"
-    schema = {"type": "object", "properties": {"a": {"type": "string", "format": "email"}}}
+    schema = {"type": "object", "properties": {"a": {"type": "string", "format": "ipv4"}}}
     error = refused(
         response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}
     )
