@@ -28,6 +28,7 @@ from qfleet.producer.gateway.webhooks import (
     WEBHOOK_EVENT_TTL_S,
     new_event,
 )
+from qfleet.producer.runs.lease import holder_died_here
 
 # `qfleet:gw:batch:<id>`: the batch (a hash); `...:ids`: custom_ids that have a line already.
 BATCH_KEY: Final = "qfleet:gw:batch:{batch_id}"
@@ -307,7 +308,7 @@ class BatchStore:
         token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         if self.redis.set(key, token, nx=True, ex=BATCH_LEASE_S):
             return token
-        if _holder_died_here(_text(self.redis.get(key) or b"")):
+        if holder_died_here(_text(self.redis.get(key) or b"")):
             self.redis.delete(key)
             if self.redis.set(key, token, nx=True, ex=BATCH_LEASE_S):
                 return token
@@ -342,18 +343,4 @@ class BatchStore:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _holder_died_here(raw: str) -> bool:
-    """True when the lease belongs to a process of this host that no longer exists: its batch
-    is taken over at once instead of after the lease lapses."""
-    host, pid, *_ = [*raw.split(":"), "", ""]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
     return False

@@ -14,6 +14,8 @@ from qfleet.producer.gateway.errors import ApiError
 
 if TYPE_CHECKING:
     from qfleet.producer.gateway.auth import Caller
+    from qfleet.producer.gateway.state import GatewayState
+    from qfleet.tasks.schemas import ExtractJob, GenerateJob
 
 OWNER_KEY: Final = "qfleet:gw:job:{job_id}"
 
@@ -43,3 +45,14 @@ class JobOwners:
 
     def _key(self, job_id: str) -> str:
         return self.prefix + OWNER_KEY.format(job_id=job_id)
+
+
+def start_job(state: GatewayState, caller: Caller, job: GenerateJob | ExtractJob) -> None:
+    """Count `job` against its tenant's limits, record its owner and enqueue it."""
+    state.limits.start_job(caller.tenant, job.job_id)
+    try:
+        state.owners.claim(job.job_id, caller.tenant)
+        state.fleet.submit(job)
+    except Exception:
+        state.limits.end_job(caller.tenant, job.job_id)
+        raise

@@ -21,6 +21,21 @@ def lease_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def holder_died_here(holder: str) -> bool:
+    """True when `holder` (`host:pid[:...]`, as `lease_owner` writes it) is a process of this
+    host that no longer exists: its lease can be taken over at once instead of after it lapses."""
+    host, pid, *_ = [*holder.split(":"), "", ""]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class RunLease:
     """A run's lease key."""
 
@@ -60,13 +75,5 @@ class RunLease:
     def _holder_died_here(self) -> bool:
         """True when the lease belongs to a process of this host that no longer exists."""
         raw = self.redis.get(self.key)
-        host, _, pid = (raw or b"").decode().rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
+        return holder_died_here((raw or b"").decode())
         return False

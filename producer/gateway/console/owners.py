@@ -1,6 +1,7 @@
 """Which tenant owns a job or a run: read from Redis, so every gateway replica agrees.
 
-The gateway stores the tenant of each job it submits under `qfleet:gw:job:<job_id>` and of each
+The gateway stores the tenant of each job it submits under `qfleet:gw:job:<job_id>`
+(`tenancy.JobOwners`) and of each
 run it starts under `qfleet:gw:run:<run_id>`. Things with no owner recorded (a bulk run started
 from the CLI, a job sent by a Python service) belong to nobody: only admin keys see them.
 """
@@ -12,14 +13,9 @@ from typing import Final
 from redis import Redis
 
 from qfleet.producer.gateway.auth import Caller
+from qfleet.producer.gateway.tenancy import OWNER_KEY
 
-GW_JOB_KEY: Final = "qfleet:gw:job:{job_id}"
 GW_RUN_KEY: Final = "qfleet:gw:run:{run_id}"
-
-
-def record_job_owner(redis: Redis, prefix: str, job_id: str, tenant: str, ttl_s: int) -> None:
-    """Remember that `tenant` submitted `job_id` (as long as the job's result is kept)."""
-    redis.set(prefix + GW_JOB_KEY.format(job_id=job_id), tenant, ex=ttl_s)
 
 
 def record_run_owner(redis: Redis, prefix: str, run_id: str, tenant: str, ttl_s: int) -> None:
@@ -31,7 +27,7 @@ def job_owners(redis: Redis, prefix: str, job_ids: list[str]) -> dict[str, str |
     """The tenant of each job id (None where none was recorded)."""
     if not job_ids:
         return {}
-    raws = redis.mget([prefix + GW_JOB_KEY.format(job_id=j) for j in job_ids])
+    raws = redis.mget([prefix + OWNER_KEY.format(job_id=j) for j in job_ids])
     return {j: _text(raw) for j, raw in zip(job_ids, raws, strict=True)}
 
 

@@ -26,7 +26,6 @@ from pydantic import BaseModel, Field
 from qfleet.producer.client import BROKER_ERRORS
 from qfleet.producer.gateway.auth import CallerDep, StateDep
 from qfleet.producer.gateway.console import fleet as fleet_view
-from qfleet.producer.gateway.console.owners import record_job_owner
 from qfleet.producer.gateway.console.route import ConsoleRoute
 from qfleet.producer.gateway.errors import ApiError
 from qfleet.producer.gateway.state import GatewayState
@@ -134,13 +133,7 @@ def _first_queue(job: GenerateJob | ExtractJob) -> str:
 def _submit(state: GatewayState, job: GenerateJob | ExtractJob, tenant: str) -> str:
     job_id = state.fleet.submit(job)
     with contextlib.suppress(*BROKER_ERRORS):
-        record_job_owner(
-            state.redis,
-            state.settings.redis_key_prefix,
-            job_id,
-            tenant,
-            state.settings.result_ttl_s,
-        )
+        state.owners.claim(job_id, tenant)
     return job_id
 
 

@@ -31,6 +31,7 @@ from qfleet.producer.gateway.deps import LimitedCallerDep
 from qfleet.producer.gateway.errors import ApiError, ErrorDetail, ErrorResponse
 from qfleet.producer.gateway.jobwait import Outcome
 from qfleet.producer.gateway.state import GatewayState
+from qfleet.producer.gateway.tenancy import start_job
 from qfleet.tasks.errors import JobFailedError, JobTimeoutError
 from qfleet.tasks.schemas import GenerateJob, JobError, JobResult
 
@@ -114,17 +115,6 @@ async def check_model(state: GatewayState, model: str, kind: ModelKind) -> None:
         param="model",
         code="model_not_found",
     )
-
-
-def start_job(state: GatewayState, caller: Caller, job: GenerateJob) -> None:
-    """Count the job against the tenant, record its owner, enqueue it at interactive priority."""
-    state.limits.start_job(caller.tenant, job.job_id)
-    try:
-        state.owners.claim(job.job_id, caller.tenant)
-        state.fleet.submit(job)
-    except Exception:
-        state.limits.end_job(caller.tenant, job.job_id)
-        raise
 
 
 async def stream_events(

@@ -16,11 +16,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from qfleet.producer.gateway.auth import Caller, StateDep
+from qfleet.producer.gateway.auth import StateDep
 from qfleet.producer.gateway.deps import LimitedCallerDep
 from qfleet.producer.gateway.errors import ApiError
 from qfleet.producer.gateway.routers.chat import SSE_HEADERS
 from qfleet.producer.gateway.state import GatewayState
+from qfleet.producer.gateway.tenancy import start_job
 from qfleet.tasks.errors import JobFailedError, JobTimeoutError
 from qfleet.tasks.extract_schema import UnsupportedSchemaError
 from qfleet.tasks.limits import parse_extract_job
@@ -30,7 +31,6 @@ from qfleet.tasks.schemas import (
     MAX_NEW_TOKENS,
     ExtractDocument,
     ExtractExample,
-    ExtractJob,
 )
 
 router = APIRouter(prefix="/v1/qfleet", tags=["qfleet jobs"])
@@ -67,7 +67,7 @@ async def create_extraction(
         job = parse_extract_job(body.model_dump(mode="json", exclude={"wait"}), state.settings)
     except UnsupportedSchemaError as exc:
         raise ApiError(400, str(exc), param="json_schema", code="unsupported_schema") from exc
-    await run_sync(_submit, state, caller, job)
+    await run_sync(start_job, state, caller, job)
     if not body.wait:
         return JSONResponse(JobStatus(id=job.job_id, status="queued").model_dump(), 202)
     try:
@@ -76,16 +76,6 @@ async def create_extraction(
         raise ApiError(504, str(exc), code="timeout") from exc
     finally:
         await state.limits.end_job_async(caller.tenant, job.job_id, state.jobs.redis)
-
-
-def _submit(state: GatewayState, caller: Caller, job: ExtractJob) -> None:
-    state.limits.start_job(caller.tenant, job.job_id)
-    try:
-        state.owners.claim(job.job_id, caller.tenant)
-        state.fleet.submit(job)
-    except Exception:
-        state.limits.end_job(caller.tenant, job.job_id)
-        raise
 
 
 @router.get("/jobs/{job_id}")
