@@ -29,7 +29,7 @@ from qfleet.workers.engine.generation import (
     TextSink,
 )
 from qfleet.workers.knowledge.rag import answer, parse_context
-from qfleet.workers.outcomes import JobCancelledError, JobTimeoutError
+from qfleet.workers.outcomes import DeadlineExceededError, JobCancelledError
 from qfleet.workers.policy import JobContext, JobTask
 from qfleet.workers.streaming import TokenStream
 from qfleet.workers.structured_generate import run_structured_generate
@@ -222,7 +222,7 @@ def _wait(future: Future[GenerationOutput], ctx: JobContext | None) -> Generatio
             if ctx.cancelled():
                 raise JobCancelledError("the job was cancelled while it generated") from None
             if ctx.deadline is not None and time.monotonic() > ctx.deadline:
-                raise JobTimeoutError(
+                raise DeadlineExceededError(
                     "the job ran past its soft time limit while it generated "
                     "(QFLEET_TASK_SOFT_TIME_LIMIT_S)"
                 ) from None
@@ -236,7 +236,7 @@ def _settled(output: GenerationOutput) -> FinishReason:
             f"the job was cancelled after {len(output.token_ids)} generated tokens"
         )
     if reason == "timeout":
-        raise JobTimeoutError(
+        raise DeadlineExceededError(
             f"the job ran past its soft time limit after {len(output.token_ids)} generated "
             "tokens (QFLEET_TASK_SOFT_TIME_LIMIT_S)"
         )

@@ -10,7 +10,7 @@ from qfleet.tasks.schemas import JobError
 log = logging.getLogger("qfleet.worker")
 
 
-class JobTimeoutError(PermanentError):
+class DeadlineExceededError(PermanentError):
     """The job ran past the soft time limit; it would again."""
 
     code = "timeout"

@@ -34,8 +34,8 @@ from qfleet.tasks.ledger import HEADER as LEDGER_HEADER
 from qfleet.tasks.ledger import Ledger
 from qfleet.tasks.settings import Settings
 from qfleet.workers.outcomes import (
+    DeadlineExceededError,
     JobCancelledError,
-    JobTimeoutError,
     PoisonJobError,
     cancelled_result,
     error_result,
@@ -231,7 +231,7 @@ class JobPolicy:
             outcome: BaseModel = job.task.run(ctx, *args, **kwargs)
         except SoftTimeLimitExceeded:  # prefork: Celery's own soft limit fired first
             limit = self.settings.task_soft_time_limit_s
-            timeout = JobTimeoutError(f"job ran past the soft time limit of {limit}s")
+            timeout = DeadlineExceededError(f"job ran past the soft time limit of {limit}s")
             return self._dead(job, ctx, timeout)
         except JobCancelledError as exc:
             return error_result(exc, job_id=job.job_id, worker=job.worker).model_dump(mode="json")

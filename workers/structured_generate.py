@@ -28,7 +28,7 @@ from qfleet.workers.engine.guided import GuidedOutput, GuidedRow
 from qfleet.workers.engine.model import LoadedModel
 from qfleet.workers.engine.structured import MIN_STATIC_PROMPT_TOKENS
 from qfleet.workers.extraction import guided_decoder
-from qfleet.workers.outcomes import JobCancelledError, JobTimeoutError
+from qfleet.workers.outcomes import DeadlineExceededError, JobCancelledError
 
 # What `json_object` decodes under: any JSON object (llguidance allows any keys by default).
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
@@ -189,7 +189,7 @@ def _check_fits(model: LoadedModel, prompt_tokens: int, max_tokens: int, limit: 
 def _check_answer(job: GenerateJob, output: GuidedOutput) -> None:
     """Raise unless the decoded text is one JSON object valid against the job's schema."""
     if output.finish_reason == "timeout":
-        raise JobTimeoutError("the job ran past its soft time limit while it generated")
+        raise DeadlineExceededError("the job ran past its soft time limit while it generated")
     if output.finish_reason == "cancelled":
         raise JobCancelledError("the job was cancelled while it generated")
     if output.error is not None:

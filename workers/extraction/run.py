@@ -36,7 +36,7 @@ from qfleet.workers.extraction.items import (
     read_output,
 )
 from qfleet.workers.extraction.prompt import DEFAULT_STYLE, PromptStyle, extraction_messages
-from qfleet.workers.outcomes import JobCancelledError, JobTimeoutError
+from qfleet.workers.outcomes import DeadlineExceededError, JobCancelledError
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def run_extract(
 
     A document over a size limit (characters, or prompt tokens) fails alone, with the reason;
     the others are decoded. Past `deadline` (`time.monotonic()`) or once `cancelled()` is true
-    the job ends with `JobTimeoutError` / `JobCancelledError`.
+    the job ends with `DeadlineExceededError` / `JobCancelledError`.
     """
     started = time.time()
     settings = settings or Settings()
@@ -197,7 +197,7 @@ class _Decoding:
         self.seconds += outputs[0].generate_seconds if outputs else 0.0
         for output in outputs:
             if output.finish_reason == "timeout":
-                raise JobTimeoutError("the job ran past its deadline while decoding")
+                raise DeadlineExceededError("the job ran past its deadline while decoding")
             if output.finish_reason == "cancelled":
                 raise JobCancelledError("the job was cancelled")
         return outputs
