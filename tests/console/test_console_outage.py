@@ -19,7 +19,8 @@ from playwright.sync_api import Browser, Page, expect
 
 from ops.localfleet import RedisServer
 from ops.services import start_gateway
-from qfleet.producer.gateway.console.owners import GW_JOB_KEY, GW_RUN_KEY
+from qfleet.producer.gateway.console.owners import GW_RUN_KEY
+from qfleet.producer.gateway.tenancy import OWNER_KEY
 from qfleet.tasks.constants import RUN_KEY
 from qfleet.tasks.deadletters import DeadLetter, DeadLetterStore
 from qfleet.tasks.redisconn import PRODUCER_RETRIES, fleet_redis
@@ -95,7 +96,7 @@ def test_each_tenant_sees_its_own_runs_and_letters(console: Console) -> None:
             error_code="boom", error_message="x", attempts=1,
         )  # fmt: skip
         store.add(letter)
-    redis.set(GW_JOB_KEY.format(job_id="acme-letter"), "acme")
+    redis.set(OWNER_KEY.format(job_id="acme-letter"), "acme")
     redis.close()
     # When each key lists them, Then the tenant sees its own only and the admin sees all
     ids = lambda rows, field: sorted(row[field] for row in rows)  # noqa: E731
