@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=16, ge=1, description="Jobs one worker process holds at once (threads)."
     )
+    worker_interactive_slots: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Job threads only interactive (priority 0) jobs can take, beside the "
+        "worker's concurrency, so an interactive job never waits for a bulk job to end; 0 = off.",
+    )
     batch_max_size: int = Field(
         default=0,
         ge=0,

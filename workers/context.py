@@ -38,6 +38,8 @@ class WorkerContext:
     watch: JobWatch
     policy: JobPolicy
     sweeper: LedgerSweeper
+    # The interactive lane (workers/lane.py), once the worker's consumer started it.
+    lane: Any = None
 
     @classmethod
     def build(cls, settings: Settings) -> WorkerContext:

@@ -78,7 +78,16 @@ def worker_info(context: WorkerContext, queues: list[str] | None = None) -> dict
         "metrics_port": exporter_port(),
         "stats": stats.snapshot(),
         "serves": served_models(settings, queues or []),
+        "interactive_lane": lane_info(context),
     }
+
+
+def lane_info(context: WorkerContext) -> dict[str, Any]:
+    """The interactive lane: its job threads (0 = off) and how many run a job now."""
+    lane = context.lane
+    if lane is None:
+        return {"slots": 0, "running": 0}
+    return {"slots": lane.slots, "running": lane.running()}
 
 
 @inspect_command(name=INSPECT_QFLEET_INFO)

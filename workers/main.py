@@ -29,6 +29,7 @@ from celery.signals import (
 
 from qfleet.tasks.settings import Settings, redact_url
 from qfleet.workers.context import WorkerContext
+from qfleet.workers.lane import InteractiveLaneStep
 from qfleet.workers.policy import answer_revoked
 
 log = logging.getLogger("qfleet.worker")
@@ -50,6 +51,8 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     context = WorkerContext.build(settings or Settings())
     app = context.app
     app.conf.include = [*TASK_MODULES, *context.settings.task_modules, *WORKER_MODULES]
+    # Job threads only interactive jobs can take (QFLEET_WORKER_INTERACTIVE_SLOTS, workers/lane.py).
+    app.steps["consumer"].add(InteractiveLaneStep)
     _connect(context)
     atexit.register(context.close)
     return app
@@ -74,6 +77,12 @@ def _connect(context: WorkerContext) -> None:
 
     def on_init(sender: Any = None, **_: Any) -> None:
         _announce_urls(context, "qfleet worker")
+        log.info(
+            "job threads: %s for every job, %d more for interactive jobs only "
+            "(QFLEET_WORKER_INTERACTIVE_SLOTS)",
+            getattr(sender, "concurrency", None),
+            context.settings.worker_interactive_slots,
+        )
         context.runtime.pool_concurrency = getattr(sender, "concurrency", None)
         pool = getattr(sender, "pool_cls", None)
         if "prefork" not in getattr(pool, "__module__", str(pool)):

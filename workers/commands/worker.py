@@ -21,6 +21,11 @@ from qfleet.tasks.constants import ALL_QUEUES, QUEUE_GENERATE
     "-c", "--concurrency", type=int, help="Jobs held at once [QFLEET_WORKER_CONCURRENCY]."
 )
 @click.option(
+    "--interactive-slots",
+    type=click.IntRange(min=0),
+    help="Job threads only interactive jobs can take; 0 = off [QFLEET_WORKER_INTERACTIVE_SLOTS].",
+)
+@click.option(
     "-Q",
     "--queues",
     default=QUEUE_GENERATE,
@@ -39,6 +44,7 @@ from qfleet.tasks.constants import ALL_QUEUES, QUEUE_GENERATE
 def worker(
     model_dir: Path | None,
     concurrency: int | None,
+    interactive_slots: int | None,
     queues: str,
     pool: str,
     hostname: str,
@@ -54,6 +60,8 @@ def worker(
         overrides["model_dir"] = model_dir.resolve()
     if concurrency is not None:
         overrides["worker_concurrency"] = concurrency
+    if interactive_slots is not None:
+        overrides["worker_interactive_slots"] = interactive_slots
     settings = Settings(**overrides)
     # A worker serving only the knowledge queues (ingest, retrieve) needs no generation model.
     needs_model = QUEUE_GENERATE in queues.split(",")

@@ -1,0 +1,181 @@
+"""Priorities that hold getting into the worker: the interactive lane (workers/lane.py).
+
+A worker whose every job thread holds a long bulk job still takes an interactive job at once, on
+job threads bulk jobs cannot take; the lane keeps the main pool's delivery promises (run once,
+acked after the result, cancel, redelivery after a kill)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from ops.localfleet import WorkerProcess
+from qfleet.producer.client import FleetClient
+from qfleet.tasks.constants import PRIORITY_SEPARATOR, QUEUE_GENERATE
+from qfleet.tasks.schemas import GenerateJob, JobError, JobResult
+from tests.faults.scenarios import (
+    LONG_TOKENS,
+    RECEIVED,
+    client,
+    completions,
+    long_job,
+    own_fleet,
+    report,
+    wait_outcome,
+    wait_running,
+)
+
+pytestmark = pytest.mark.integration
+
+LANE = "(interactive lane)"
+
+
+def _busy_worker(
+    env: dict[str, str], log: Path, fleet: FleetClient, bulk: int = 2
+) -> tuple[WorkerProcess, list[str]]:
+    """A worker with `bulk` job threads, each holding a long bulk job that is decoding."""
+    worker = WorkerProcess(env, log, hostname=f"lane-{log.stem}@test", concurrency=bulk).start()
+    ids = [fleet.submit(long_job(f"bulk {i}", priority="bulk")) for i in range(bulk)]
+    for job_id in ids:
+        wait_running(fleet, job_id)
+    return worker, ids
+
+
+def _leftovers(env: dict[str, str]) -> dict[str, int]:
+    """What the fleet's broker still holds: unacknowledged messages and queued ones."""
+    prefix = env["QFLEET_REDIS_KEY_PREFIX"]
+    r = redis.Redis.from_url(env["QFLEET_BROKER_URL"])
+    try:
+        lists = [prefix + QUEUE_GENERATE] + [
+            f"{prefix}{QUEUE_GENERATE}{PRIORITY_SEPARATOR}{level}" for level in range(1, 10)
+        ]
+        return {
+            "unacked": int(r.hlen(prefix + "unacked")),
+            "unacked_index": int(r.zcard(prefix + "unacked_index")),
+            "queued": sum(int(r.llen(name)) for name in lists),
+        }
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("slots", ["2", "0"])
+def test_an_interactive_job_finishes_while_bulk_jobs_hold_every_job_thread(
+    fleet_env: dict[str, str], key_prefix: str, tmp_path: Path, slots: str
+) -> None:
+    env = own_fleet(
+        fleet_env, key_prefix, QFLEET_MAX_NEW_TOKENS=str(LONG_TOKENS),
+        QFLEET_WORKER_INTERACTIVE_SLOTS=slots,
+    )  # fmt: skip
+    with client(env) as fleet:
+        # Given a worker whose two job threads both decode a long bulk job
+        worker, bulk = _busy_worker(env, tmp_path / f"w{slots}.log", fleet)
+        try:
+            # When an interactive job is submitted
+            interactive = fleet.submit(GenerateJob(prompt="quick one", max_tokens=16))
+            outcome = wait_outcome(fleet, interactive, timeout=300)
+            bulk_done_before = [fleet.result(b) is not None for b in bulk]
+            bulk_outcomes = [wait_outcome(fleet, b, timeout=300) for b in bulk]
+            time.sleep(0.5)  # the last ack lands after the result is stored
+            leftovers = _leftovers(env)
+        finally:
+            worker.stop()
+    log = worker.log()
+    assert isinstance(outcome, JobResult), outcome
+    assert all(isinstance(b, JobResult) for b in bulk_outcomes), bulk_outcomes
+    assert completions([log]) == {interactive: 1, bulk[0]: 1, bulk[1]: 1}
+    assert RECEIVED.findall(log).count(interactive) == 1
+    assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
+    if slots == "0":
+        # Then, without the lane, it waits until a bulk job ends and frees a job thread
+        assert any(bulk_done_before), "the interactive job ran without a free job thread"
+        assert LANE not in log
+        return
+    # Then it completes while both bulk jobs are still decoding, taken by the lane, once
+    assert not any(bulk_done_before), "a bulk job ended before the interactive job"
+    assert f"qfleet.generate[{interactive}] received {LANE}" in log
+    assert "interactive lane: 2 job thread(s)" in log
+    assert "interactive lane closed" in log
+    report("interactive job under a full bulk pool", submitted=3, completed=3, duplicates=0,
+           lost=0, recovery_s=None)  # fmt: skip
+
+
+def test_a_lane_job_can_be_cancelled_and_shows_as_active(
+    fleet_env: dict[str, str], key_prefix: str, tmp_path: Path
+) -> None:
+    env = own_fleet(fleet_env, key_prefix, QFLEET_MAX_NEW_TOKENS=str(LONG_TOKENS))
+    with client(env) as fleet:
+        # Given a long interactive job running in the lane of a worker full of bulk jobs
+        worker, bulk = _busy_worker(env, tmp_path / "w.log", fleet, bulk=1)
+        try:
+            victim = fleet.submit(long_job("cancel me in the lane"))
+            wait_running(fleet, victim)
+            active = fleet.app.control.inspect(destination=[worker.hostname], timeout=5).active()
+            # When it is cancelled
+            fleet.cancel(victim)
+            outcome = wait_outcome(fleet, victim, timeout=60)
+            bulk_running = fleet.result(bulk[0]) is None
+            bulk_outcome = wait_outcome(fleet, bulk[0], timeout=300)
+            time.sleep(0.5)
+            leftovers = _leftovers(env)
+        finally:
+            worker.stop()
+    log = worker.log()
+    # Then `inspect active` listed it, it ends `cancelled` while the bulk job decodes on, and
+    # its message was acknowledged
+    assert active is not None
+    assert victim in [t["id"] for t in active[worker.hostname]], active
+    assert f"qfleet.generate[{victim}] received {LANE}" in log
+    assert isinstance(outcome, JobError), outcome
+    assert outcome.code == "cancelled"
+    assert bulk_running
+    assert isinstance(bulk_outcome, JobResult), bulk_outcome
+    assert victim not in completions([log])
+    assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
+
+
+def test_a_lane_job_killed_with_its_worker_is_delivered_again_and_runs_once(
+    fleet_env: dict[str, str], key_prefix: str, tmp_path: Path
+) -> None:
+    env = own_fleet(
+        fleet_env, key_prefix, QFLEET_MAX_NEW_TOKENS=str(LONG_TOKENS),
+        QFLEET_VISIBILITY_TIMEOUT_S="3", QFLEET_UNACKED_RESTORE_INTERVAL_S="1",
+        QFLEET_JOB_HEARTBEAT_S="1",
+    )  # fmt: skip
+    with client(env) as fleet:
+        # Given a long interactive job running in the lane of a worker full of bulk jobs
+        first, bulk = _busy_worker(env, tmp_path / "first.log", fleet, bulk=1)
+        try:
+            job_id = fleet.submit(long_job("survive a kill in the lane"))
+            wait_running(fleet, job_id)
+            time.sleep(0.5)
+            # When the worker is SIGKILLed (an OOM kill) and a new one starts
+            os.kill(first.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+        finally:
+            first.stop()
+        second = WorkerProcess(env, tmp_path / "second.log", hostname="lane-second@test").start()
+        try:
+            outcome = wait_outcome(fleet, job_id, timeout=300)
+            recovery_s = time.monotonic() - killed_at
+            bulk_outcome = wait_outcome(fleet, bulk[0], timeout=300)
+            time.sleep(0.5)
+            leftovers = _leftovers(env)
+        finally:
+            second.stop()
+    logs = [first.log(), second.log()]
+    # Then its message came back after the visibility timeout and it ran to one result
+    assert f"qfleet.generate[{job_id}] received {LANE}" in logs[0]
+    assert RECEIVED.findall(logs[1]).count(job_id) >= 1
+    assert isinstance(outcome, JobResult), outcome
+    assert outcome.usage.completion_tokens == LONG_TOKENS
+    assert completions(logs)[job_id] == 1
+    assert isinstance(bulk_outcome, JobResult), bulk_outcome
+    assert completions(logs)[bulk[0]] == 1
+    assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
+    report("lane job, worker SIGKILLed", submitted=2, completed=2, duplicates=0, lost=0,
+           recovery_s=recovery_s)  # fmt: skip
