@@ -179,3 +179,70 @@ def test_a_lane_job_killed_with_its_worker_is_delivered_again_and_runs_once(
     assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
     report("lane job, worker SIGKILLed", submitted=2, completed=2, duplicates=0, lost=0,
            recovery_s=recovery_s)  # fmt: skip
+
+
+def test_a_warm_shutdown_lets_a_running_lane_job_finish_and_ack(
+    fleet_env: dict[str, str], key_prefix: str, tmp_path: Path
+) -> None:
+    env = own_fleet(fleet_env, key_prefix, QFLEET_MAX_NEW_TOKENS=str(LONG_TOKENS))
+    with client(env) as fleet:
+        # Given a long interactive job running in the lane of a worker full of bulk jobs
+        worker, bulk = _busy_worker(env, tmp_path / "w.log", fleet, bulk=1)
+        job_id = fleet.submit(long_job("finish before the worker goes"))
+        wait_running(fleet, job_id)
+        # When the worker gets SIGTERM (a warm shutdown) while both run
+        code = worker.stop(timeout=300)
+        # Then both jobs finished before it exited, and nothing is left unacknowledged
+        outcome = fleet.result(job_id)
+        bulk_outcome = fleet.result(bulk[0])
+        leftovers = _leftovers(env)
+    log = worker.log()
+    assert code == 0, log[-3000:]
+    assert f"qfleet.generate[{job_id}] received {LANE}" in log
+    assert isinstance(outcome, JobResult), outcome
+    assert outcome.usage.completion_tokens == LONG_TOKENS
+    assert isinstance(bulk_outcome, JobResult), bulk_outcome
+    assert completions([log]) == {job_id: 1, bulk[0]: 1}
+    assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
+    assert log.index("interactive lane closed") > log.index(f"job {job_id} done:")
+
+
+def test_the_lanes_channel_pops_only_the_interactive_list(fleet_env: dict[str, str]) -> None:
+    from kombu import Queue  # type: ignore[attr-defined]
+
+    from qfleet.tasks.app import create_app
+    from qfleet.tasks.constants import PRIORITY_BULK, PRIORITY_INTERACTIVE
+    from qfleet.tasks.settings import Settings
+
+    prefix = f"{fleet_env['QFLEET_REDIS_KEY_PREFIX']}pops-{os.getpid()}:"
+    app = create_app(Settings(broker_url=fleet_env["QFLEET_BROKER_URL"], redis_key_prefix=prefix))
+    queue = Queue(QUEUE_GENERATE, routing_key=QUEUE_GENERATE)  # type: ignore[no-untyped-call]
+    with app.connection_for_write() as conn:
+        producer = conn.Producer()
+        for priority in (PRIORITY_BULK, PRIORITY_INTERACTIVE, PRIORITY_BULK):
+            producer.publish({"p": priority}, routing_key=QUEUE_GENERATE, priority=priority,
+                             declare=[queue])  # fmt: skip
+    # Given two bulk messages around one interactive message
+    got: list[int] = []
+    lane = app.connection_for_read(transport_options={"priority_steps": [PRIORITY_INTERACTIVE]})
+    with lane, lane.Consumer([queue], callbacks=[lambda body, msg: got.append(body["p"])]):
+        # When a channel with the lane's single priority step consumes the queue
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                lane.drain_events(timeout=0.5)
+            except TimeoutError:
+                break
+    # Then it takes only the interactive message
+    assert got == [PRIORITY_INTERACTIVE]
+    r = redis.Redis.from_url(fleet_env["QFLEET_BROKER_URL"])
+    try:
+        bulk_list = f"{prefix}{QUEUE_GENERATE}{PRIORITY_SEPARATOR}{PRIORITY_BULK}"
+        assert r.llen(bulk_list) == 2
+        # And its unacked message went back at close into the interactive list it came from
+        assert r.llen(prefix + QUEUE_GENERATE) == 1
+        for key in r.scan_iter(match=f"{prefix}*"):
+            r.delete(key)
+    finally:
+        r.close()
+    app.close()
