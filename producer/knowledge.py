@@ -12,6 +12,8 @@ from celery.result import AsyncResult
 
 from qfleet.producer.client import BROKER_ERRORS, FleetClient, poll_outcome
 from qfleet.tasks.constants import (
+    PRIORITY_BULK,
+    PRIORITY_INTERACTIVE,
     QUEUE_INGEST,
     QUEUE_RETRIEVE,
     TASK_INGEST,
@@ -34,10 +36,13 @@ from qfleet.tasks.knowledge import (
 from qfleet.tasks.schemas import JobError
 
 R = TypeVar("R", IngestResult, RetrieveResult, KnowledgeAdminResult)
-_ROUTES: dict[str, tuple[str, str]] = {
-    "ingest": (TASK_INGEST, QUEUE_INGEST),
-    "kb_admin": (TASK_KB_ADMIN, QUEUE_INGEST),
-    "retrieve": (TASK_RETRIEVE, QUEUE_RETRIEVE),
+# Task, queue and priority per kind. Searches and admin commands are quick and someone waits on
+# them: interactive, so a worker's interactive lane takes them. Ingest embeds whole documents:
+# bulk, so it never takes a job thread kept for interactive jobs.
+_ROUTES: dict[str, tuple[str, str, int]] = {
+    "ingest": (TASK_INGEST, QUEUE_INGEST, PRIORITY_BULK),
+    "kb_admin": (TASK_KB_ADMIN, QUEUE_INGEST, PRIORITY_INTERACTIVE),
+    "retrieve": (TASK_RETRIEVE, QUEUE_RETRIEVE, PRIORITY_INTERACTIVE),
 }
 
 
@@ -57,7 +62,7 @@ class KnowledgeClient:
 
     def submit(self, job: KnowledgeJob) -> str:
         """Enqueue a validated knowledge job; return its id (submitting an id twice sends once)."""
-        task, queue = _ROUTES[job.kind]
+        task, queue, priority = _ROUTES[job.kind]
         try:
             if self.fleet._claim(job.job_id):
                 self.fleet.app.send_task(
@@ -65,6 +70,7 @@ class KnowledgeClient:
                     kwargs={"job": job.model_dump(mode="json")},
                     task_id=job.job_id,
                     queue=queue,
+                    priority=priority,
                 )
         except BROKER_ERRORS as exc:
             raise BrokerUnavailableError(f"could not use the broker: {exc}") from exc

@@ -2,13 +2,16 @@
 
     python -m ops.bench.priority [--tiny] [--model-dir DIR] [--bulk 48] [--bulk-tokens 256]
 
-One real worker process over Redis (the demo model unless --tiny or --model-dir). First the idle
-latency of a 16-token interactive job (submit to result, measured by the client, median of
---probes after a warm-up); then --bulk bulk jobs of --bulk-tokens new tokens are queued, and once
-the worker is decoding them the same interactive jobs are sent one at a time. Prints both
-medians and their ratio (issue 13's goal: under 3x). QFLEET_ENGINE_*, QFLEET_BATCH_*,
-QFLEET_CPU_THREADS and QFLEET_WORKER_CONCURRENCY in the environment reach the worker. Exits
-non-zero when a stage could not run.
+One real worker process over Redis (the demo model unless --tiny or --model-dir), twice in one
+run: with the interactive lane off (QFLEET_WORKER_INTERACTIVE_SLOTS=0), then on (--slots, the
+default setting). Each time, first the idle latency of a 16-token interactive job (submit to
+result, measured by the client, median of --probes after a warm-up); then --bulk bulk jobs of
+--bulk-tokens new tokens are queued, and once the worker is decoding them the same interactive
+jobs are sent one at a time. Prints both medians, their ratio (issue 13's goal: under 3x with
+the lane on) and where the time went (queued before a job thread took the job, and in the
+engine). QFLEET_ENGINE_*, QFLEET_BATCH_*, QFLEET_CPU_THREADS and QFLEET_WORKER_CONCURRENCY in
+the environment reach the worker. Exits non-zero when a stage could not run (also when the
+backlog drained before the last probe, which would measure nothing).
 """
 
 from __future__ import annotations
@@ -111,9 +114,17 @@ def submit_bulk(fleet: FleetClient, count: int, tokens: int) -> list[str]:
     ]
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Idle and backlog latency of interactive jobs on one worker."""
-    with bench_fleet(args.model_dir, args.concurrency, "priority") as (fleet, _):
+def _median_part(parts: list[tuple[float, float]], index: int) -> float:
+    return round(statistics.median(p[index] for p in parts), 2)
+
+
+def measure_fleet(args: argparse.Namespace, slots: int) -> dict[str, Any]:
+    """Idle and backlog latency of interactive jobs on one worker with `slots` lane threads."""
+    lane = {"QFLEET_WORKER_INTERACTIVE_SLOTS": str(slots)}
+    with bench_fleet(args.model_dir, args.concurrency, f"priority{slots}", extra_env=lane) as (
+        fleet,
+        _,
+    ):
         interactive_latency(fleet, -1)  # warm-up: model load and first-call set-up
         idle_parts: list[tuple[float, float]] = []
         idle = [interactive_latency(fleet, i, parts=idle_parts) for i in range(args.probes)]
@@ -123,28 +134,35 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         parts: list[tuple[float, float]] = []
         for i in range(args.probes):
             loaded.append(interactive_latency(fleet, 100 + i, parts=parts))
-            print(f"probe {i}: {loaded[-1]:.2f} s", file=sys.stderr)
+            print(f"lane slots {slots}, probe {i}: {loaded[-1]:.2f} s", file=sys.stderr)
             time.sleep(args.gap)
         pending = sum(fleet.result(b) is None for b in bulk)
-    ratio = statistics.median(loaded) / statistics.median(idle)
     return {
+        "interactive_slots": slots,
         "idle_s": [round(x, 2) for x in idle],
         "backlog_s": [round(x, 2) for x in loaded],
         "idle_p50_s": round(statistics.median(idle), 2),
         "backlog_p50_s": round(statistics.median(loaded), 2),
         "backlog_max_s": round(max(loaded), 2),
-        "ratio": round(ratio, 2),
+        "ratio": round(statistics.median(loaded) / statistics.median(idle), 2),
         # Where the time went: waiting for a job thread (queued) and decoding (engine).
         "idle_queued_engine_s": [(round(q, 2), round(g, 2)) for q, g in idle_parts],
         "backlog_queued_engine_s": [(round(q, 2), round(g, 2)) for q, g in parts],
-        "engine_ratio": round(
-            statistics.median(g for _, g in parts) / statistics.median(g for _, g in idle_parts), 2
-        ),
+        "backlog_queued_p50_s": _median_part(parts, 0),
+        "backlog_engine_p50_s": _median_part(parts, 1),
+        "engine_ratio": round(_median_part(parts, 1) / max(_median_part(idle_parts, 1), 0.01), 2),
         # Proof the backlog was still running when the last probe finished.
         "bulk_unfinished_after_probes": pending,
-        "bulk": args.bulk,
-        "bulk_tokens": args.bulk_tokens,
     }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """The same measurement with the interactive lane off, then on, in one run."""
+    runs = {"lane_off": measure_fleet(args, 0), "lane_on": measure_fleet(args, args.slots)}
+    for name, run in runs.items():
+        if run["bulk_unfinished_after_probes"] == 0:
+            raise RuntimeError(f"{name}: the bulk backlog drained before the probes ended")
+    return {**runs, "bulk": args.bulk, "bulk_tokens": args.bulk_tokens}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,8 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before probing")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between probes")
     parser.add_argument("--concurrency", type=int, default=16, help="worker job threads")
+    parser.add_argument("--slots", type=int, default=Settings().worker_interactive_slots,
+                        help="interactive lane threads of the lane-on worker")  # fmt: skip
     parser.add_argument("--out", help="also write the result as JSON here")
     args = parser.parse_args(argv)
+    if args.slots < 1:
+        parser.error("--slots must be at least 1 (the lane-off run is always measured)")
     if args.tiny:
         from qfleet.workers.engine.tiny import ensure_tiny_model
 
@@ -174,11 +196,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"priority benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
-    print(
-        f"interactive {16}-token job: idle p50 {result['idle_p50_s']} s, under a backlog of "
-        f"{args.bulk} x {args.bulk_tokens} tokens p50 {result['backlog_p50_s']} s: "
-        f"ratio {result['ratio']}x (goal <= 3x)"
-    )
+    for name in ("lane_off", "lane_on"):
+        run = result[name]
+        print(
+            f"{name} ({run['interactive_slots']} lane threads): interactive 16-token job idle "
+            f"p50 {run['idle_p50_s']} s, under {args.bulk} x {args.bulk_tokens} bulk tokens p50 "
+            f"{run['backlog_p50_s']} s (queued {run['backlog_queued_p50_s']} s, engine "
+            f"{run['backlog_engine_p50_s']} s): ratio {run['ratio']}x"
+        )
+    print(f"goal (issue 13): lane_on ratio <= 3x: {result['lane_on']['ratio']}x")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0
