@@ -246,3 +246,37 @@ def test_the_lanes_channel_pops_only_the_interactive_list(fleet_env: dict[str, s
     finally:
         r.close()
     app.close()
+
+
+def test_knowledge_jobs_go_to_the_list_of_their_priority(
+    fleet_env: dict[str, str], key_prefix: str
+) -> None:
+    from qfleet.producer.knowledge import KnowledgeClient
+    from qfleet.tasks.constants import PRIORITY_BULK, QUEUE_INGEST, QUEUE_RETRIEVE
+    from qfleet.tasks.knowledge import IngestJob, KnowledgeAdminJob, KnowledgeDocument, RetrieveJob
+
+    env = own_fleet(fleet_env, key_prefix)
+    prefix = env["QFLEET_REDIS_KEY_PREFIX"]
+    with client(env) as fleet:
+        # Given no worker, when an ingest, an admin command and a search are submitted
+        kb = KnowledgeClient(fleet)
+        doc = KnowledgeDocument(
+            text="Roll back with qfleet kb rollback.", source_url="https://x.test/a"
+        )
+        kb.submit(IngestJob(documents=[doc]))
+        kb.submit(KnowledgeAdminJob(action="stats"))
+        kb.submit(RetrieveJob(query="how do I roll back?"))
+        lengths = {
+            name: int(fleet.redis.llen(prefix + name))
+            for name in (
+                QUEUE_INGEST,
+                f"{QUEUE_INGEST}{PRIORITY_SEPARATOR}{PRIORITY_BULK}",
+                QUEUE_RETRIEVE,
+            )
+        }
+    # Then the ingest waits at bulk priority (no lane thread takes it), the others at priority 0
+    assert lengths == {
+        QUEUE_INGEST: 1,
+        f"{QUEUE_INGEST}{PRIORITY_SEPARATOR}{PRIORITY_BULK}": 1,
+        QUEUE_RETRIEVE: 1,
+    }
