@@ -108,8 +108,15 @@ class InteractiveLane:
             self._thread.join(timeout=5)
 
     def running(self) -> int:
-        """Lane jobs running now (for `qfleet_info`)."""
-        return sum(1 for r in worker_state.active_requests if getattr(r, "qfleet_lane", False))
+        """Lane jobs running now (for `qfleet_info`; -1 when they could not be counted)."""
+        for _ in range(3):  # job threads change the set while a control command reads it
+            try:
+                return sum(
+                    1 for r in list(worker_state.active_requests) if getattr(r, "qfleet_lane", 0)
+                )
+            except RuntimeError:
+                continue
+        return -1
 
     # --- the consumer thread ----------------------------------------------------------------
 
@@ -236,7 +243,7 @@ class InteractiveLane:
         except (OverflowError, ValueError):
             eta = time.time()
         self._channel.qos.prefetch_count += 1
-        worker_state.task_reserved(req)
+        worker_state.task_scheduled(req)
         heapq.heappush(self._waiting, (eta, next(self._seq), req))
 
     def _start_due(self) -> None:
@@ -244,6 +251,7 @@ class InteractiveLane:
         while self._waiting and self._waiting[0][0] <= now:
             _, _, req = heapq.heappop(self._waiting)
             self._channel.qos.prefetch_count -= 1
+            worker_state.task_reserved(req)
             self._execute(req)
 
     def _timeout(self) -> float:

@@ -6,6 +6,7 @@ acked after the result, cancel, redelivery after a kill)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -280,3 +281,42 @@ def test_knowledge_jobs_go_to_the_list_of_their_priority(
         f"{QUEUE_INGEST}{PRIORITY_SEPARATOR}{PRIORITY_BULK}": 1,
         QUEUE_RETRIEVE: 1,
     }
+
+
+def test_an_interactive_retry_waits_its_countdown_in_the_lane_and_dead_letters_once(
+    fleet_env: dict[str, str], key_prefix: str, tmp_path: Path
+) -> None:
+    from tests.support.faulty_tasks import ALWAYS_FAILS
+
+    env = own_fleet(
+        fleet_env, key_prefix, QFLEET_MAX_NEW_TOKENS=str(LONG_TOKENS), QFLEET_MAX_ATTEMPTS="3",
+        QFLEET_RETRY_BACKOFF_S="0.4", QFLEET_RETRY_BACKOFF_MAX_S="1",
+        QFLEET_TASK_MODULES=json.dumps(["tests.support.faulty_tasks"]),
+    )  # fmt: skip
+    with client(env) as fleet:
+        # Given a worker whose only job thread decodes a long bulk job
+        worker, bulk = _busy_worker(env, tmp_path / "w.log", fleet, bulk=1)
+        try:
+            # When an interactive (priority 0) job that always fails arrives
+            job_id = "lane-retry-" + os.urandom(4).hex()
+            fleet.app.send_task(ALWAYS_FAILS, kwargs={"job": {"n": 1}}, task_id=job_id,
+                                queue=QUEUE_GENERATE, priority=0)  # fmt: skip
+            deadline = time.monotonic() + 60
+            while (letter := fleet.dead_letters.get(job_id)) is None:
+                assert time.monotonic() < deadline, "never dead-lettered"
+                time.sleep(0.05)
+            bulk_running = fleet.result(bulk[0]) is None
+            bulk_outcome = wait_outcome(fleet, bulk[0], timeout=300)
+            time.sleep(0.5)
+            leftovers = _leftovers(env)
+        finally:
+            worker.stop()
+    log = worker.log()
+    # Then every attempt, the retries after their countdown too, ran in the lane while the bulk
+    # job decoded, and the job was dead-lettered once after its attempt budget
+    lane_received = f"qfleet.test.always_fails[{job_id}] received {LANE}"
+    assert log.count(lane_received) == 3, log[-3000:]
+    assert letter.attempts == 3
+    assert bulk_running
+    assert isinstance(bulk_outcome, JobResult), bulk_outcome
+    assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
