@@ -43,6 +43,7 @@ from celery.utils.time import timezone
 from celery.worker import state as worker_state
 from kombu.asynchronous.timer import to_timestamp
 from kombu.exceptions import ContentDisallowed, DecodeError
+from kombu.serialization import loads as kombu_loads
 from kombu.serialization import prepare_accept_content
 
 from qfleet.tasks.constants import PRIORITY_INTERACTIVE
@@ -185,10 +186,9 @@ class InteractiveLane:
         self._received(task, req)
 
     def _request(self, task: Any, message: Any) -> Any:
-        if message.content_type not in self.accept:
-            raise ContentDisallowed(
-                f"Refusing to deserialize untrusted content of type {message.content_type}"
-            )
+        # Refuse what the main consumer refuses (pickle: "Refusing to deserialize untrusted
+        # content"), before anything is decoded: kombu checks the type alone for empty data.
+        kombu_loads(b"", message.content_type, message.content_encoding, accept=self.accept)
         request_cls = symbol_by_name(task.Request)
         req = request_cls(
             message,

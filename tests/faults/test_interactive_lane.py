@@ -320,3 +320,48 @@ def test_an_interactive_retry_waits_its_countdown_in_the_lane_and_dead_letters_o
     assert bulk_running
     assert isinstance(bulk_outcome, JobResult), bulk_outcome
     assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
+
+
+def test_the_lane_refuses_a_pickle_message_and_keeps_serving(
+    fleet_env: dict[str, str], key_prefix: str, tmp_path: Path
+) -> None:
+    from kombu import Exchange, Producer  # type: ignore[attr-defined]
+
+    from qfleet.tasks.constants import TASK_GENERATE
+
+    env = own_fleet(fleet_env, key_prefix, QFLEET_MAX_NEW_TOKENS=str(LONG_TOKENS))
+    with client(env) as fleet:
+        # Given a worker whose only job thread decodes a long bulk job
+        worker, bulk = _busy_worker(env, tmp_path / "w.log", fleet, bulk=1)
+        try:
+            # When a pickle message arrives at priority 0 (the lane's list)
+            hostile = "lane-pickle-" + os.urandom(4).hex()
+            with fleet.app.connection_for_write() as conn:
+                Producer(conn).publish(
+                    ((), {"job": {"prompt": "pwned"}}, {}),
+                    exchange=Exchange("qfleet", type="direct"),  # type: ignore[no-untyped-call]
+                    routing_key=QUEUE_GENERATE, serializer="pickle", priority=0,
+                    headers={"task": TASK_GENERATE, "id": hostile, "lang": "py",
+                             "argsrepr": "", "kwargsrepr": ""},
+                )  # fmt: skip
+            deadline = time.monotonic() + 30
+            while "untrusted content" not in worker.log():
+                assert time.monotonic() < deadline, "the pickle message was never refused"
+                time.sleep(0.1)
+            # Then the lane refused it, and still takes the next interactive job at once
+            after = fleet.submit(GenerateJob(prompt="after", max_tokens=4))
+            outcome = wait_outcome(fleet, after, timeout=60)
+            bulk_running = fleet.result(bulk[0]) is None
+            wait_outcome(fleet, bulk[0], timeout=300)
+            time.sleep(0.5)
+            leftovers = _leftovers(env)
+            hostile_outcome = fleet.result(hostile)
+        finally:
+            worker.stop()
+    log = worker.log()
+    assert "Refusing to deserialize untrusted content of type pickle" in log
+    assert hostile_outcome is None
+    assert isinstance(outcome, JobResult), outcome
+    assert f"qfleet.generate[{after}] received {LANE}" in log
+    assert bulk_running
+    assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
