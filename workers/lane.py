@@ -71,6 +71,7 @@ class InteractiveLane:
         self._thread: threading.Thread | None = None
         self._connection: Any = None
         self._channel: Any = None
+        self._consumer: Any = None
         self._waiting: list[tuple[float, int, Any]] = []  # retries held until their ETA
         self._seq = itertools.count()
 
@@ -134,6 +135,7 @@ class InteractiveLane:
             consumer.on_message = self._on_message
             consumer.qos(prefetch_count=self.slots)
             consumer.consume()
+            self._consumer = consumer
             self._drain()
         except Exception:
             log.exception("interactive lane stopped; interactive jobs use the main pool only")
@@ -142,6 +144,7 @@ class InteractiveLane:
 
     def _drain(self) -> None:
         while not self._stop.is_set():
+            self._follow_main()
             self._start_due()
             try:
                 self._connection.drain_events(timeout=self._timeout())
@@ -165,10 +168,44 @@ class InteractiveLane:
             self._connection.close()
         log.info("interactive lane closed")
 
+    def _main_queues(self) -> dict[str, Any] | None:
+        """The queues the main consumer consumes now (None while it has no task consumer)."""
+        main = getattr(self.c, "task_consumer", None)
+        if main is None:
+            return None
+        try:
+            return {q.name: q for q in main.queues}
+        except RuntimeError:  # changed by the main thread while read here: look next round
+            return None
+
+    def _follow_main(self) -> None:
+        """Consume what the main consumer consumes: `cancel_consumer` drains the lane too."""
+        wanted = self._main_queues()
+        if wanted is None or self._consumer is None:
+            return
+        mine = {q.name for q in self._consumer.queues}
+        for name in mine - wanted.keys():
+            self._consumer.cancel_by_queue(name)
+            log.info("interactive lane: no longer consuming %s (as the main consumer)", name)
+        added = [wanted[name] for name in wanted.keys() - mine]
+        for queue in added:
+            self._consumer.add_queue(queue)
+            log.info("interactive lane: consuming %s (as the main consumer)", queue.name)
+        if added:
+            self._consumer.consume()
+
     # --- one message ------------------------------------------------------------------------
 
     def _on_message(self, message: Any) -> None:
         c = self.c
+        wanted = self._main_queues()
+        routing_key = (message.delivery_info or {}).get("routing_key")
+        if wanted is not None and routing_key not in {q.routing_key for q in wanted.values()}:
+            # The main consumer stopped consuming this queue (a drain) since this BRPOP began:
+            # put the message back for the workers that still consume it.
+            message.reject_log_error(log, self.errors, requeue=True)
+            self._follow_main()
+            return None
         try:
             name = message.headers["task"]
         except (TypeError, KeyError):

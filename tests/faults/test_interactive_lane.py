@@ -365,3 +365,33 @@ def test_the_lane_refuses_a_pickle_message_and_keeps_serving(
     assert f"qfleet.generate[{after}] received {LANE}" in log
     assert bulk_running
     assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
+
+
+def test_the_lane_follows_a_drain_and_an_add_consumer(
+    fleet_env: dict[str, str], key_prefix: str, tmp_path: Path
+) -> None:
+    env = own_fleet(fleet_env, key_prefix, QFLEET_MAX_NEW_TOKENS=str(LONG_TOKENS))
+    with client(env) as fleet:
+        # Given a worker whose only job thread decodes a long bulk job
+        worker, bulk = _busy_worker(env, tmp_path / "w.log", fleet, bulk=1)
+        control = fleet.app.control
+        try:
+            # When it is drained (the runbook's cancel_consumer) and an interactive job arrives
+            control.cancel_consumer(QUEUE_GENERATE, destination=[worker.hostname], reply=True)
+            job_id = fleet.submit(GenerateJob(prompt="wait for the drain to end", max_tokens=4))
+            time.sleep(2)
+            queued_while_drained = fleet.status(job_id) == "queued"
+            # And the queue is given back to it
+            control.add_consumer(QUEUE_GENERATE, destination=[worker.hostname], reply=True)
+            outcome = wait_outcome(fleet, job_id, timeout=60)
+            bulk_running = fleet.result(bulk[0]) is None
+            wait_outcome(fleet, bulk[0], timeout=300)
+        finally:
+            worker.stop()
+    log = worker.log()
+    # Then the lane took nothing while drained, and took the job at once once it consumed again
+    assert queued_while_drained
+    assert f"no longer consuming {QUEUE_GENERATE}" in log
+    assert isinstance(outcome, JobResult), outcome
+    assert f"qfleet.generate[{job_id}] received {LANE}" in log
+    assert bulk_running
