@@ -39,6 +39,8 @@ class WorkerStatus(BaseModel):
     compute_type: str | None = None
     pool: str | None = None
     concurrency: int | None = None
+    # Job threads only interactive jobs can take, beside `concurrency` (the interactive lane).
+    interactive_slots: int = 0
     batch: dict[str, Any] = Field(default_factory=dict)
     jobs_done: int = 0
     jobs: dict[str, int] = Field(default_factory=dict)
@@ -129,6 +131,7 @@ def _worker(name: str, replies: dict[str, Replies]) -> WorkerStatus:
         compute_type=model.get("compute_type"),
         pool=str(pool.get("implementation", "")).split(":")[0].rsplit(".", 1)[-1] or None,
         concurrency=pool.get("max-concurrency"),
+        interactive_slots=(info.get("interactive_lane") or {}).get("slots", 0),
         batch=info.get("batch", {}),
         jobs_done=counters.get("jobs_done", sum(stats.get("total", {}).values())),
         jobs=counters.get("jobs", {}),
@@ -191,17 +194,18 @@ def render(status: FleetStatus) -> str:
 def _worker_row(w: WorkerStatus) -> list[object]:
     batch = ", ".join(f"{k}={v}" for k, v in sorted(w.batch.items())) or "-"
     ok, failed = w.jobs.get("succeeded", 0), w.jobs.get("failed", 0) + w.jobs.get("crashed", 0)
+    lane = w.interactive_slots
     return [
         w.name,
         w.host or "?",
         w.model or "(loading)",
         f"{w.device or '?'} {w.compute_type or ''}".strip(),
-        f"{w.pool or '?'}x{w.concurrency or '?'}",
+        f"{w.pool or '?'}x{w.concurrency or '?'}" + (f"+{lane}i" if lane else ""),
         batch,
         w.jobs_done,
         f"{ok}/{failed}",
         f"{w.tokens_per_s:.1f}",
-        f"{w.active}/{w.concurrency or '?'}",
+        f"{w.active}/{(w.concurrency or 0) + lane or '?'}",
     ]
 
 

@@ -61,3 +61,15 @@ def test_every_worker_app_runs_the_lane_step() -> None:
     app = create_worker_app(Settings(worker_interactive_slots=0))
     assert InteractiveLaneStep in app.steps["consumer"]
     assert lane_info(context_of(app)) == {"slots": 0, "running": 0}
+
+
+def test_status_shows_the_lanes_threads_beside_the_pool() -> None:
+    import time
+
+    from qfleet.producer.status import FleetStatus, WorkerStatus, render
+
+    worker = WorkerStatus(name="qfleet@a", pool="thread", concurrency=16, interactive_slots=2,
+                          active=17)  # fmt: skip
+    table = render(FleetStatus(taken_at=time.time(), queues=[], workers=[worker], runs=[]))
+    assert "threadx16+2i" in table
+    assert "17/18" in table
