@@ -31,6 +31,7 @@ import itertools
 import logging
 import threading
 import time
+from concurrent import futures
 from typing import Any
 
 from celery import bootsteps, signals
@@ -74,6 +75,8 @@ class InteractiveLane:
         self._consumer: Any = None
         self._waiting: list[tuple[float, int, Any]] = []  # retries held until their ETA
         self._seq = itertools.count()
+        self._running: set[futures.Future[Any]] = set()  # lane jobs handed to the pool
+        self._running_lock = threading.Lock()
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -97,10 +100,17 @@ class InteractiveLane:
         )
 
     def stop(self) -> None:
-        """Warm stop: take no more jobs, let the running ones finish, close the connection."""
+        """Warm stop: take no more jobs, let the running ones finish, close the connection.
+
+        A cold shutdown requested while it waits (a second SIGTERM, SIGQUIT) turns it into
+        `terminate`.
+        """
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=POLL_S)
+            if worker_state.should_terminate:
+                self.terminate()
+                return
 
     def terminate(self) -> None:
         """Cold stop: close the connection now (what the lane holds goes back to its queue)."""
@@ -160,8 +170,11 @@ class InteractiveLane:
                 consumer.cancel()
             except Exception:  # the connection may be gone already
                 log.debug("interactive lane: cancel failed", exc_info=True)
+        while (running := self._jobs()) and not self._abandon.is_set():
+            # The running lane jobs finish and acknowledge their messages on this connection.
+            futures.wait(running, timeout=POLL_S)
         if not self._abandon.is_set():
-            self.pool.stop()  # waits for the running lane jobs (they ack as they finish)
+            self.pool.stop()
         if self._connection is not None:
             # Puts back what this connection still holds unacknowledged (retries waiting for
             # their countdown; on a cold stop, running jobs too).
@@ -269,7 +282,18 @@ class InteractiveLane:
     def _execute(self, req: Any) -> None:
         # Revoked while it waited: Celery acknowledged it and answered it revoked.
         with contextlib.suppress(TaskRevokedError):
-            req.execute_using_pool(self.pool)
+            future = req.execute_using_pool(self.pool).f
+            with self._running_lock:
+                self._running.add(future)
+            future.add_done_callback(self._finished)
+
+    def _finished(self, future: futures.Future[Any]) -> None:
+        with self._running_lock:
+            self._running.discard(future)
+
+    def _jobs(self) -> list[futures.Future[Any]]:
+        with self._running_lock:
+            return list(self._running)
 
     # --- retries that wait for their countdown ----------------------------------------------
 
