@@ -173,7 +173,9 @@ class InteractiveLane:
         while (running := self._jobs()) and not self._abandon.is_set():
             # The running lane jobs finish and acknowledge their messages on this connection.
             futures.wait(running, timeout=POLL_S)
-        if not self._abandon.is_set():
+        if self._abandon.is_set():
+            log.warning("interactive lane: cold stop; the jobs it holds go back to their queue")
+        else:
             self.pool.stop()
         if self._connection is not None:
             # Puts back what this connection still holds unacknowledged (retries waiting for

@@ -395,3 +395,37 @@ def test_the_lane_follows_a_drain_and_an_add_consumer(
     assert isinstance(outcome, JobResult), outcome
     assert f"qfleet.generate[{job_id}] received {LANE}" in log
     assert bulk_running
+
+
+def test_a_cold_shutdown_puts_a_running_lane_job_back_and_it_runs_once(
+    fleet_env: dict[str, str], key_prefix: str, tmp_path: Path
+) -> None:
+    env = own_fleet(fleet_env, key_prefix, QFLEET_MAX_NEW_TOKENS=str(LONG_TOKENS),
+                    QFLEET_JOB_HEARTBEAT_S="1")  # fmt: skip
+    with client(env) as fleet:
+        # Given a long interactive job running in the lane of a worker full of bulk jobs
+        first, bulk = _busy_worker(env, tmp_path / "first.log", fleet, bulk=1)
+        job_id = fleet.submit(long_job("put me back"))
+        wait_running(fleet, job_id)
+        # When the worker gets SIGQUIT (a cold shutdown) and exits
+        os.kill(first.pid, signal.SIGQUIT)
+        first.stop(timeout=60)
+        after_exit = _leftovers(env)
+        # Then the lane's message went back to its queue at once (not after the visibility
+        # timeout), and the job has one result (its thread, which nothing can kill, finished it
+        # before the process exited; the new worker finds that result instead of running it)
+        second = WorkerProcess(env, tmp_path / "second.log", hostname="lane-cold@test").start()
+        try:
+            outcome = wait_outcome(fleet, job_id, timeout=300)
+            wait_outcome(fleet, bulk[0], timeout=300)
+            time.sleep(0.5)
+            leftovers = _leftovers(env)
+        finally:
+            second.stop()
+    logs = [first.log(), second.log()]
+    cold = logs[0].find("interactive lane: cold stop")
+    assert 0 <= cold < logs[0].index("Restoring 1 unacknowledged message(s)", cold)
+    assert after_exit["queued"] >= 1, after_exit
+    assert isinstance(outcome, JobResult), outcome
+    assert completions(logs)[job_id] == 1
+    assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
