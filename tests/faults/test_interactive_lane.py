@@ -429,3 +429,46 @@ def test_a_cold_shutdown_puts_a_running_lane_job_back_and_it_runs_once(
     assert isinstance(outcome, JobResult), outcome
     assert completions(logs)[job_id] == 1
     assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
+
+
+def test_the_lane_reconnects_after_a_redis_restart(
+    fleet_env: dict[str, str], tmp_path: Path
+) -> None:
+    from ops.localfleet import RedisServer, Supervisor
+
+    # Given a worker on its own Redis, supervised (kombu can crash the main consumer while it
+    # reconnects, kombu#582/#970; docs/reliability.md)
+    redis_server = RedisServer(tmp_path / "redis").start()
+    env = {**fleet_env, "QFLEET_BROKER_URL": redis_server.url, "QFLEET_REDIS_KEY_PREFIX": "",
+           "QFLEET_MAX_NEW_TOKENS": str(LONG_TOKENS)}  # fmt: skip
+    supervisor = Supervisor(env, tmp_path, name="lane-redis", concurrency=1)
+    try:
+        with client(env) as fleet:
+            # When Redis restarts, and afterwards a long bulk job takes the only job thread
+            redis_server.stop()
+            time.sleep(1)
+            redis_server.start()
+            deadline = time.monotonic() + 60
+            bulk = fleet.submit(long_job("bulk after the restart", priority="bulk"))
+            while fleet.status(bulk) != "running":
+                assert time.monotonic() < deadline, "the bulk job never started"
+                supervisor.keep_alive()
+                time.sleep(0.05)
+            # Then an interactive job is still taken by the lane at once
+            job_id = fleet.submit(GenerateJob(prompt="after the restart", max_tokens=4))
+            outcome = wait_outcome(fleet, job_id, timeout=60)
+            bulk_running = fleet.result(bulk) is None
+            wait_outcome(fleet, bulk, timeout=300)
+    finally:
+        supervisor.stop()
+        redis_server.stop()
+    logs = supervisor.logs()
+    assert isinstance(outcome, JobResult), outcome
+    assert bulk_running
+    [served] = [log for log in logs if f"qfleet.generate[{job_id}] received" in log]
+    assert f"qfleet.generate[{job_id}] received {LANE}" in served
+    if supervisor.starts == 1:  # the same worker: its lane reconnected on its own connection
+        assert served.index("interactive lane: broker connection error") < served.index(job_id)
+    report("lane after a Redis restart", submitted=2, completed=2, duplicates=0, lost=0,
+           recovery_s=None)  # fmt: skip
+    print(f"worker starts: {supervisor.starts}")
