@@ -77,12 +77,6 @@ def _connect(context: WorkerContext) -> None:
 
     def on_init(sender: Any = None, **_: Any) -> None:
         _announce_urls(context, "qfleet worker")
-        log.info(
-            "job threads: %s for every job, %d more for interactive jobs only "
-            "(QFLEET_WORKER_INTERACTIVE_SLOTS)",
-            getattr(sender, "concurrency", None),
-            context.settings.worker_interactive_slots,
-        )
         context.runtime.pool_concurrency = getattr(sender, "concurrency", None)
         pool = getattr(sender, "pool_cls", None)
         if "prefork" not in getattr(pool, "__module__", str(pool)):
@@ -92,6 +86,12 @@ def _connect(context: WorkerContext) -> None:
         # Logging is configured only now, so the load is reported here rather than where it ran.
         _announce_urls(context, "qfleet worker ready")
         _announce_model(context)
+        log.info(
+            "job threads: %s for every job, %d more for interactive jobs only "
+            "(QFLEET_WORKER_INTERACTIVE_SLOTS; 0 with the prefork pool)",
+            context.runtime.pool_concurrency,
+            context.lane.slots if context.lane is not None else 0,
+        )
         context.sweeper.start()
 
     def on_revoked(sender: Any = None, request: Any = None, **_: Any) -> None:

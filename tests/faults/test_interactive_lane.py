@@ -60,6 +60,7 @@ def test_an_interactive_job_finishes_while_bulk_jobs_hold_every_job_thread(
     assert completions([log]) == {interactive: 1, bulk[0]: 1, bulk[1]: 1}
     assert RECEIVED.findall(log).count(interactive) == 1
     assert leftovers == {"unacked": 0, "unacked_index": 0, "queued": 0}
+    assert f"job threads: 2 for every job, {slots} more for interactive jobs only" in log
     if slots == "0":
         # Then, without the lane, it waits until a bulk job ends and frees a job thread
         assert any(bulk_done_before), "the interactive job ran without a free job thread"
