@@ -73,3 +73,14 @@ def test_qfleet_tune_measures_and_caches_a_layout(
         True,
         "tuned",
     )
+
+
+def test_cpu_slots_count_the_calls_the_cores_run_at_once() -> None:
+    from qfleet.workers.engine.layout import cpu_slots, usable_cores
+
+    cores = usable_cores()
+    # One call per group of `threads` cores on a CPU, at least one; no limit on a GPU
+    assert cpu_slots("cpu", EngineLayout(2, 1, 16)) == cores
+    assert cpu_slots("cpu", EngineLayout(1, cores, 16)) == 1
+    assert cpu_slots("cpu", EngineLayout(1, cores * 4, 16)) == 1
+    assert cpu_slots("cuda", EngineLayout(2, 1, 16)) == 0

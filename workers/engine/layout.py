@@ -103,6 +103,13 @@ def load_tuned(path: Path) -> EngineLayout | None:
         return None
 
 
+def cpu_slots(device: str, layout: EngineLayout) -> int:
+    """Calls that decode at once without oversubscribing the cores; 0 (no limit) on a GPU."""
+    if device != "cpu":
+        return 0
+    return max(usable_cores() // max(layout.threads, 1), 1)
+
+
 def default_layout(device: str, cores: int, batch: int) -> EngineLayout:
     """The layout without tuning: two overlapping calls where the hardware has room for them.
 

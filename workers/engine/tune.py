@@ -24,6 +24,9 @@ PROMPT = (
     "server. Use two short paragraphs with one concrete example. Request {n}."
 )
 TOPICS = ["batching", "quantization", "a job queue", "retries", "priorities", "caching"]
+# Rows get budgets of `tokens` times these, in turn: real traffic mixes short and long answers,
+# and rows that end at different times are what overlapping calls are for.
+BUDGET_SHARES = (1.0, 0.5, 0.25, 0.125)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def measure(
     device: str = "auto",
     compute_type: str = "auto",
 ) -> Measurement:
-    """Aggregate tok/s of `rows` rows of `tokens` new tokens, all submitted at once."""
+    """Aggregate tok/s of `rows` rows of up to `tokens` new tokens, all submitted at once."""
     options = EngineOptions(device=device, compute_type=compute_type,
                             cpu_threads=layout.threads, replicas=layout.replicas)  # fmt: skip
     model = load_model(model_dir, options)
@@ -85,8 +88,10 @@ def measure(
             tok.encode_chat([ChatMessage(role="user", content=PROMPT.format(topic=t, n=i))])
             for i, t in enumerate(TOPICS[i % len(TOPICS)] for i in range(rows))
         ]
+        budgets = [max(int(tokens * BUDGET_SHARES[i % 4]), 1) for i in range(rows)]
         requests = [
-            GenerationRequest(p.ids, tokens, static_prompt_ids=p.static_ids) for p in prompts
+            GenerationRequest(p.ids, n, static_prompt_ids=p.static_ids)
+            for p, n in zip(prompts, budgets, strict=True)
         ]
         scheduler.generate(GenerationRequest(prompts[0].ids, 4), Sampling())  # warm-up
         started = time.perf_counter()
