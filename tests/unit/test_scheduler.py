@@ -317,3 +317,18 @@ def test_bulk_calls_the_cores_can_run_are_not_held(model: LoadedModel) -> None:
         bulk_gate.release()
         urgent_gate.release()
         scheduler.close()
+
+
+def test_bulk_rows_gather_while_a_burst_lasts(model: LoadedModel) -> None:
+    # Given a gathering window shorter than the time a burst of bulk jobs takes to arrive
+    scheduler = EngineScheduler(model, SchedulerPolicy(max_batch_size=16, max_wait_ms=400))
+    try:
+        # When eight bulk rows arrive 150 ms apart (1.05 s in all, under five windows)
+        futures = []
+        for i in range(8):
+            futures.append(scheduler.submit(_request(model, f"bulk {i}", 4, "bulk"), Sampling()))
+            time.sleep(0.15)
+        # Then they share one call: the window restarts with every row that arrives
+        assert [f.result(WAIT_S).batch_size for f in futures] == [8] * 8
+    finally:
+        scheduler.close()

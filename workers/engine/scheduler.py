@@ -49,6 +49,8 @@ SWEEP_S = 0.1
 # resuming re-reads its prompts, so a steady interactive stream must not pause it over and over.
 PREEMPT_MIN_STEPS = 32
 LANE_RANK = {"interactive": 0, "bulk": 1}
+# Bulk rows keep gathering while rows keep arriving, up to this many gathering windows.
+BULK_WAIT_WINDOWS = 5
 
 
 @dataclass(frozen=True)
@@ -243,12 +245,17 @@ class EngineScheduler:
         if self._closed or mates >= self.policy.max_batch_size or head.running:
             return 0.0  # a full call, a closing scheduler or a paused row: no reason to wait
         now = time.monotonic()
-        left = head.arrival + self.policy.max_wait_ms / 1000 - now
-        # The quiet gap is for latency, so interactive rows only. A bulk call that starts half
-        # empty holds its replica for a whole decode loop with a few rows (bulk jobs submitted
-        # one by one on a busy machine arrive further apart than the gap): bulk rows wait the
-        # full gathering window.
-        if self.policy.quiet_ms > 0 and head.lane == 0:
+        wait = self.policy.max_wait_ms / 1000
+        if head.lane == 1:
+            # A bulk call that starts half empty holds its replica for a whole decode loop with
+            # a few rows (bulk jobs submitted one by one on a busy machine arrive further apart
+            # than any fixed gap). So bulk rows gather while the burst goes on: until max_wait_ms
+            # passed without a new row, at most BULK_WAIT_WINDOWS times max_wait_ms.
+            latest = max(head.arrival, self._last_arrival) + wait
+            return min(latest, head.arrival + BULK_WAIT_WINDOWS * wait) - now
+        left = head.arrival + wait - now
+        # The quiet gap is for latency, so interactive rows only.
+        if self.policy.quiet_ms > 0:
             left = min(left, self._last_arrival + self.policy.quiet_ms / 1000 - now)
         return left
 

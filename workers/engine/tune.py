@@ -78,8 +78,10 @@ def measure(
     options = EngineOptions(device=device, compute_type=compute_type,
                             cpu_threads=layout.threads, replicas=layout.replicas)  # fmt: skip
     model = load_model(model_dir, options)
+    # Bulk rows, as a worker's backlog is: calls start full (all rows are queued in a moment),
+    # not with the first row an engine thread happens to see.
     policy = SchedulerPolicy(
-        max_batch_size=layout.max_batch_size, max_wait_ms=0, replicas=layout.replicas
+        max_batch_size=layout.max_batch_size, max_wait_ms=500, replicas=layout.replicas
     )
     scheduler = EngineScheduler(model, policy)
     try:
@@ -90,7 +92,7 @@ def measure(
         ]
         budgets = [max(int(tokens * BUDGET_SHARES[i % 4]), 1) for i in range(rows)]
         requests = [
-            GenerationRequest(p.ids, n, static_prompt_ids=p.static_ids)
+            GenerationRequest(p.ids, n, static_prompt_ids=p.static_ids, lane="bulk")
             for p, n in zip(prompts, budgets, strict=True)
         ]
         scheduler.generate(GenerationRequest(prompts[0].ids, 4), Sampling())  # warm-up
