@@ -28,6 +28,9 @@ def _resolve(tuned: Path | None, **pinned: int) -> EngineLayout:
 
 def test_default_overlaps_two_calls_when_there_are_cores_for_them() -> None:
     assert default_layout("cpu", 8, 16) == EngineLayout(2, 4, 16)
+    assert default_layout("cpu", 4, 16) == EngineLayout(2, 2, 16)
+    # Small CPUs: one call with every core (it beat two one-core calls where measured)
+    assert default_layout("cpu", 2, 32) == EngineLayout(1, 2, 32)
     assert default_layout("cpu", 1, 16) == EngineLayout(1, 1, 16)
 
 
