@@ -88,23 +88,45 @@ def stage_llamacpp(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     prompts = bench_prompts(args.jobs)
     budgets = bench_budgets(args.jobs, args.tokens, args.lengths)
-    threads = os.cpu_count() or 1
-    for slots in (int(s) for s in args.slots.split(",")):
+    slot_counts = [int(s) for s in args.slots.split(",")]
+    threads = _best_llama_threads(Path(args.gguf), max(slot_counts), prompts)
+    for slots in slot_counts:
         server = LlamaServer(Path(args.gguf), slots=slots, threads=threads)
         try:
             server.chat("warm up", 4)
             started = time.perf_counter()
             tokens, latencies = _slots_run(server, prompts, started, budgets)
             elapsed = time.perf_counter() - started
-            row = summary(f"b llama.cpp server Q4, {slots} slots", tokens, elapsed, latencies,
-                          batch=slots)  # fmt: skip
+            row = summary(f"b llama.cpp server Q4, {slots} slots, {threads} threads", tokens,
+                          elapsed, latencies, batch=slots, threads=threads)  # fmt: skip
             row["peak_rss_mb"] = server.peak_rss_mb()
             runs.append(row)
             print(row, file=sys.stderr)
         finally:
             server.stop()
     best = max(runs, key=lambda r: r["tok_s"])
-    return {**best, "stage": f"b llama.cpp server, best ({best['batch']} slots)", "runs": runs}
+    label = f"b llama.cpp server, best ({best['batch']} slots, {threads} thr)"
+    return {**best, "stage": label, "runs": runs}
+
+
+def _best_llama_threads(gguf: Path, slots: int, prompts: list[str]) -> int:
+    """The server's fastest thread count here: every core, or one (its threads wait for each
+    other by spinning, which collapses when the cores are shared), by a short probe."""
+    from ops.bench.llama_server import LlamaServer
+
+    cores = os.cpu_count() or 1
+    scores = {}
+    for threads in dict.fromkeys([cores, 1]):
+        server = LlamaServer(gguf, slots=slots, threads=threads)
+        try:
+            server.chat("warm up", 4)
+            started = time.perf_counter()
+            tokens, _ = _slots_run(server, prompts[:8], started, [16] * len(prompts[:8]))
+            scores[threads] = tokens / (time.perf_counter() - started)
+        finally:
+            server.stop()
+    print(f"llama.cpp threads probe (tok/s): {scores}", file=sys.stderr)
+    return max(scores, key=lambda t: scores[t])
 
 
 def _slots_run(
