@@ -7,7 +7,12 @@ import threading
 
 from qfleet.tasks.errors import ModelUnavailableError
 from qfleet.tasks.settings import Settings
-from qfleet.workers.engine.layout import EngineLayout, layout_cache_path, resolve_layout
+from qfleet.workers.engine.layout import (
+    EngineLayout,
+    cpu_slots,
+    layout_cache_path,
+    resolve_layout,
+)
 from qfleet.workers.engine.manifest import ModelManifest
 from qfleet.workers.engine.model import (
     EngineOptions,
@@ -101,6 +106,7 @@ class WorkerRuntime:
             replicas=layout.replicas,
             interactive_replica=layout.interactive_replica,
             preempt=s.engine_preempt,
+            cpu_slots=cpu_slots(self._model.device if self._model else s.device, layout),
         )
 
     @property

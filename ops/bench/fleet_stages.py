@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ops.bench.priority import bench_fleet, interactive_latency
-from ops.bench.prompts import bench_prompts
+from ops.bench.prompts import bench_budgets, bench_prompts
 from ops.bench.stages import summary
 from qfleet.producer.client import FleetClient
 from qfleet.tasks.schemas import GenerateJob, JobResult
@@ -37,12 +37,13 @@ def _proc_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _bulk(fleet: FleetClient, jobs: int, tokens: int) -> tuple[list[JobResult], float]:
-    """Submit `jobs` bulk jobs at once; their results and the seconds until the last one."""
+def _bulk(fleet: FleetClient, args: argparse.Namespace) -> tuple[list[JobResult], float]:
+    """Submit the bulk jobs at once; their results and the seconds until the last one."""
+    budgets = bench_budgets(args.jobs, args.tokens, args.lengths)
     started = time.perf_counter()
     ids = [
-        fleet.submit(GenerateJob(prompt=p, max_tokens=tokens, priority="bulk"))
-        for p in bench_prompts(jobs)
+        fleet.submit(GenerateJob(prompt=p, max_tokens=n, priority="bulk"))
+        for p, n in zip(bench_prompts(args.jobs), budgets, strict=True)
     ]
     results = [cast(JobResult, fleet.wait(i, timeout=3600)) for i in ids]
     return results, time.perf_counter() - started
@@ -74,7 +75,7 @@ def _mixed(fleet: FleetClient, args: argparse.Namespace) -> tuple[dict[str, Any]
 
     timer = threading.Thread(target=arrivals, daemon=True)
     timer.start()
-    results, elapsed = _bulk(fleet, args.jobs, args.tokens)
+    results, elapsed = _bulk(fleet, args)
     stop.set()
     timer.join()
     time.sleep(min(5.0, 3 * args.interactive_every))  # the last interactive answers
@@ -87,7 +88,7 @@ def stage_qfleet(args: argparse.Namespace) -> dict[str, Any]:
         fleet.wait(fleet.submit(GenerateJob(prompt="warm up", max_tokens=4)), timeout=300)
         layout = _layout(fleet)
         idle = [interactive_latency(fleet, i) for i in range(3)]
-        d = _bulk_summary(f"d qfleet end to end ({layout})", *_bulk(fleet, args.jobs, args.tokens))
+        d = _bulk_summary(f"d qfleet end to end ({layout})", *_bulk(fleet, args))
         e, interactive = _mixed(fleet, args)
         rss = _proc_peak_rss_mb(w.pid)
     d["peak_rss_mb"] = e["peak_rss_mb"] = rss
@@ -109,9 +110,7 @@ def stage_old_default(args: argparse.Namespace) -> dict[str, Any]:
         w,
     ):
         fleet.wait(fleet.submit(GenerateJob(prompt="warm up", max_tokens=4)), timeout=300)
-        row = _bulk_summary(
-            "d0 qfleet, old default (1 replica, b16)", *_bulk(fleet, args.jobs, args.tokens)
-        )
+        row = _bulk_summary("d0 qfleet, old default (1 replica, b16)", *_bulk(fleet, args))
         row["peak_rss_mb"] = _proc_peak_rss_mb(w.pid)
     return row
 

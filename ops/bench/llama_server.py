@@ -6,8 +6,9 @@ What a user would run instead of qfleet on a CPU is llama.cpp's server with para
 continuous batching, not the Python binding one request at a time; the benchmark measures that.
 The sdist from PyPI carries llama.cpp's source in `vendor/llama.cpp`. The build names its SIMD
 level explicitly: GGML_NATIVE builds have died with SIGILL on machines whose CPU differed from
-the build host's, so the ISA is read from /proc/cpuinfo and set as AVX2 or AVX-512 flags. The
-binary is cached under ~/.cache/qfleet/llama-server/<version>-<isa>/ and reused.
+the build host's, so the ISA is read from /proc/cpuinfo and set as AVX2 or AVX-512 flags (with
+VNNI, VBMI and BF16 where the CPU has them). The binary is cached under
+~/.cache/qfleet/llama-server/<isa>/ (e.g. `avx512-vnni-vbmi-bf16`) and reused.
 """
 
 from __future__ import annotations
@@ -29,29 +30,44 @@ from qfleet.workers.engine.cache import default_cache_root
 SDIST = "llama-cpp-python"
 
 
-def cpu_isa() -> str:
-    """`avx512` when the CPU has AVX-512 F/BW/VL, `avx2` when it has AVX2 + FMA, else `base`."""
-    flags: set[str] = set()
+def _cpu_flags() -> set[str]:
     with open("/proc/cpuinfo", encoding="utf-8") as info:
         for line in info:
             if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+# AVX-512 extensions llama.cpp has kernels for, by their /proc/cpuinfo flag and ggml's option.
+_AVX512_EXTRAS = {
+    "avx512_vnni": "AVX512_VNNI",
+    "avx512vbmi": "AVX512_VBMI",
+    "avx512_bf16": "AVX512_BF16",
+}
+
+
+def cpu_isa() -> str:
+    """`avx512` (+ `-vnni`, `-vbmi`, `-bf16` where present), else `avx2`, else `base`."""
+    flags = _cpu_flags()
     if {"avx512f", "avx512bw", "avx512vl"} <= flags:
-        return "avx512"
+        extras = [o[len("AVX512_") :].lower() for f, o in _AVX512_EXTRAS.items() if f in flags]
+        return "-".join(["avx512", *extras])
     if {"avx2", "fma", "f16c"} <= flags:
         return "avx2"
     return "base"
 
 
 def _cmake_flags(isa: str) -> list[str]:
+    """Explicit SIMD options for `isa` (never GGML_NATIVE), e.g. `avx512-vnni-bf16`."""
+    base, *extras = isa.split("-")
     on = {"base": [], "avx2": ["AVX", "AVX2", "FMA", "F16C"]}
     on["avx512"] = [*on["avx2"], "AVX512"]
+    wanted = on[base] + [f"AVX512_{extra.upper()}" for extra in extras]
     flags = ["-DGGML_NATIVE=OFF", "-DLLAMA_CURL=OFF", "-DCMAKE_BUILD_TYPE=Release",
              "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
              "-DBUILD_SHARED_LIBS=OFF"]  # fmt: skip
-    every = ["AVX", "AVX2", "FMA", "F16C", "AVX512"]
-    return flags + [f"-DGGML_{name}={'ON' if name in on[isa] else 'OFF'}" for name in every]
+    every = ["AVX", "AVX2", "FMA", "F16C", "AVX512", *_AVX512_EXTRAS.values()]
+    return flags + [f"-DGGML_{name}={'ON' if name in wanted else 'OFF'}" for name in every]
 
 
 def server_dir(isa: str | None = None) -> Path:

@@ -24,3 +24,21 @@ TEMPLATE = (
 def bench_prompts(count: int) -> list[str]:
     """`count` distinct prompts of about 100 tokens each."""
     return [TEMPLATE.format(topic=TOPICS[i % len(TOPICS)], n=i) for i in range(count)]
+
+
+# Answer budgets of real traffic differ: a seeded mix of short and long jobs, as fractions of
+# the benchmark's --tokens. Every stage gets the same list, so the comparison stays fair.
+BUDGET_MIX = (1 / 8, 1 / 4, 1 / 2, 1)
+BUDGET_SEED = 17
+
+
+def bench_budgets(count: int, tokens: int, lengths: str = "mixed") -> list[int]:
+    """New-token budget of each of `count` jobs: all `tokens` (`fixed`) or the seeded mix."""
+    if lengths == "fixed":
+        return [tokens] * count
+    if lengths != "mixed":
+        raise ValueError(f"lengths must be 'mixed' or 'fixed', not {lengths!r}")
+    import random
+
+    draw = random.Random(BUDGET_SEED)
+    return [max(int(tokens * draw.choice(BUDGET_MIX)), 1) for _ in range(count)]

@@ -10,8 +10,10 @@ checked against its pinned sha256. Stage b builds llama.cpp's server from the `l
 sdist once (ops/bench/llama_server.py; minutes). QFLEET_ENGINE_*, QFLEET_BATCH_*,
 QFLEET_CPU_THREADS and QFLEET_WORKER_CONCURRENCY in the environment reach the qfleet workers.
 
-Stages (each in its own process, so peak RSS is its own), same prompts, greedy, 128 new tokens,
-all warmed up, all jobs submitted at t=0 (latency = t=0 to the job's answer):
+Stages (each in its own process, so peak RSS is its own), same prompts, greedy, the same
+new-token budget per job (--lengths mixed: a seeded mix of 1/8, 1/4, 1/2 and all of --tokens,
+default 128; --lengths fixed: --tokens for every job), all warmed up, all jobs submitted at t=0
+(latency = t=0 to the job's answer):
   a   transformers + torch `generate`, batched (--hf-batch), fp32 from the GGUF
   b   llama.cpp's server, parallel slots + continuous batching, each of --slots; the best is b
   c   CTranslate2 called directly, each layout in --layouts x each of --batch-sizes; best is c
@@ -39,7 +41,7 @@ STAGES = {"a": stages.stage_transformers, "b": stages.stage_llamacpp,
           "d": fleet_stages.stage_qfleet, "overhead": fleet_stages.stage_overhead}  # fmt: skip
 ORDER = ["a", "b", "c", "d0", "d"]
 FORWARDED = {"model_dir", "gguf", "jobs", "tokens", "concurrency", "compute_type", "batch_sizes",
-             "layouts", "slots", "hf_batch", "interactive_every"}  # fmt: skip
+             "layouts", "slots", "hf_batch", "interactive_every", "lengths"}  # fmt: skip
 
 
 def _run_stage(name: str, argv: list[str]) -> dict[str, Any] | None:
@@ -90,7 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--model-dir", help="converted CTranslate2 model (default: the demo model)")
     add("--gguf", help="the GGUF file the model came from (stages a and b)")
     add("--jobs", type=int, default=32, help="prompts per stage")
-    add("--tokens", type=int, default=128, help="new tokens per job")
+    add("--tokens", type=int, default=128, help="new tokens per job (the longest, when mixed)")
+    add(
+        "--lengths",
+        choices=["mixed", "fixed"],
+        default="mixed",
+        help="budgets: the seeded mix of 1/8..1 x --tokens, or --tokens for every job",
+    )
     add("--concurrency", type=int, default=32, help="qfleet worker job threads (stage d)")
     add("--compute-type", default="auto")
     add("--batch-sizes", default="16,32", help="stage c's batch sizes")

@@ -28,6 +28,9 @@ def _resolve(tuned: Path | None, **pinned: int) -> EngineLayout:
 
 def test_default_overlaps_two_calls_when_there_are_cores_for_them() -> None:
     assert default_layout("cpu", 8, 16) == EngineLayout(2, 4, 16)
+    assert default_layout("cpu", 4, 16) == EngineLayout(2, 2, 16)
+    # Small CPUs: one call with every core (it beat two one-core calls where measured)
+    assert default_layout("cpu", 2, 32) == EngineLayout(1, 2, 32)
     assert default_layout("cpu", 1, 16) == EngineLayout(1, 1, 16)
 
 
@@ -73,3 +76,14 @@ def test_qfleet_tune_measures_and_caches_a_layout(
         True,
         "tuned",
     )
+
+
+def test_cpu_slots_count_the_calls_the_cores_run_at_once() -> None:
+    from qfleet.workers.engine.layout import cpu_slots, usable_cores
+
+    cores = usable_cores()
+    # One call per group of `threads` cores on a CPU, at least one; no limit on a GPU
+    assert cpu_slots("cpu", EngineLayout(2, 1, 16)) == cores
+    assert cpu_slots("cpu", EngineLayout(1, cores, 16)) == 1
+    assert cpu_slots("cpu", EngineLayout(1, cores * 4, 16)) == 1
+    assert cpu_slots("cuda", EngineLayout(2, 1, 16)) == 0

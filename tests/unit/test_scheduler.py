@@ -256,3 +256,79 @@ def test_a_bulk_call_is_not_paused_before_it_made_progress(model: LoadedModel) -
     # Then the bulk call runs to its end first: a steady interactive stream cannot starve it
     assert order == ["bulk", "urgent"]
     assert len(bulk.result().token_ids) == 8
+
+
+def test_bulk_calls_are_held_between_tokens_while_interactive_rows_decode(
+    model: LoadedModel,
+) -> None:
+    # Given the answer a bulk row gets when nothing interrupts it
+    reference = generate(
+        model.generator, model.tokenizer, [_request(model, "bulk work", 48)], Sampling()
+    )[0]
+    # And one bulk replica, the interactive replica, and cores for one call at a time
+    scheduler = _scheduler(model, replicas=1, interactive_replica=True, cpu_slots=1)
+    bulk_gate, urgent_gate = Gate(after=4), Gate(after=2)
+    try:
+        bulk = scheduler.submit(
+            _request(model, "bulk work", 48, "bulk", on_text=bulk_gate), Sampling()
+        )
+        assert bulk_gate.entered.wait(WAIT_S)
+        # When an interactive row is decoding (held inside the engine at its second token)
+        urgent = scheduler.submit(_request(model, "urgent", 8, on_text=urgent_gate), Sampling())
+        assert urgent_gate.entered.wait(WAIT_S)
+        pieces = len(bulk_gate.pieces)
+        bulk_gate.release()
+        time.sleep(0.5)
+        # Then the bulk call is held between two tokens and takes no more
+        assert scheduler.snapshot()["held"] == 1
+        assert len(bulk_gate.pieces) <= pieces + 1
+        assert not bulk.done()
+        urgent_gate.release()
+        assert len(urgent.result(WAIT_S).token_ids) == 8
+        resumed = bulk.result(WAIT_S)
+    finally:
+        bulk_gate.release()
+        urgent_gate.release()
+        scheduler.close()
+    # And it resumed where it stood once the interactive call ended: the same answer, no token
+    # lost, nothing paused or re-read
+    assert resumed.token_ids == reference.token_ids
+    assert resumed.text == reference.text
+    assert resumed.batch_size == 1
+
+
+def test_bulk_calls_the_cores_can_run_are_not_held(model: LoadedModel) -> None:
+    # Given cores for two calls at once: one bulk call and the interactive one fit
+    scheduler = _scheduler(model, replicas=1, interactive_replica=True, cpu_slots=2)
+    bulk_gate, urgent_gate = Gate(after=2), Gate(after=2)
+    try:
+        bulk = scheduler.submit(_request(model, "bulk", 32, "bulk", on_text=bulk_gate), Sampling())
+        assert bulk_gate.entered.wait(WAIT_S)
+        # When an interactive row decodes beside it
+        urgent = scheduler.submit(_request(model, "urgent", 8, on_text=urgent_gate), Sampling())
+        assert urgent_gate.entered.wait(WAIT_S)
+        bulk_gate.release()
+        # Then the bulk call is not held, and runs to its end while the interactive row waits
+        assert len(bulk.result(WAIT_S).token_ids) == 32
+        assert scheduler.snapshot()["held"] == 0
+        urgent_gate.release()
+        assert len(urgent.result(WAIT_S).token_ids) == 8
+    finally:
+        bulk_gate.release()
+        urgent_gate.release()
+        scheduler.close()
+
+
+def test_bulk_rows_gather_while_a_burst_lasts(model: LoadedModel) -> None:
+    # Given a gathering window shorter than the time a burst of bulk jobs takes to arrive
+    scheduler = EngineScheduler(model, SchedulerPolicy(max_batch_size=16, max_wait_ms=400))
+    try:
+        # When eight bulk rows arrive 150 ms apart (1.05 s in all, under five windows)
+        futures = []
+        for i in range(8):
+            futures.append(scheduler.submit(_request(model, f"bulk {i}", 4, "bulk"), Sampling()))
+            time.sleep(0.15)
+        # Then they share one call: the window restarts with every row that arrives
+        assert [f.result(WAIT_S).batch_size for f in futures] == [8] * 8
+    finally:
+        scheduler.close()

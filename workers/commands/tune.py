@@ -22,7 +22,13 @@ from qfleet.producer.console import ExitCode, fail
     help="Model to tune for [QFLEET_MODEL_DIR].",
 )
 @click.option("--rows", type=int, default=64, show_default=True, help="Rows per candidate.")
-@click.option("--tokens", type=int, default=64, show_default=True, help="New tokens per row.")
+@click.option(
+    "--tokens",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Longest new-token budget; rows mix 1, 1/2, 1/4 and 1/8 of it.",
+)
 @click.option(
     "--batches", default="16,32", show_default=True, help="Batch sizes to try (comma-separated)."
 )

@@ -205,13 +205,16 @@ class EngineCall:
     Each row is handed to `on_done` the moment it finishes (with the exception its own callback
     raised, if any), not when the call returns, so its job thread is free at once. Setting
     `pause` stops every unfinished row after its next token; `run` returns those rows, which
-    lose nothing and can be resumed by a later call.
+    lose nothing and can be resumed by a later call. `hold`, when given, is called before each
+    token is taken: it may block, which stops the call between two steps with its state kept
+    (the scheduler holds bulk calls this way while interactive rows decode).
     """
 
     rows: Sequence[Row]
     sampling: Sampling
     on_done: RowDone
     pause: bool = False
+    hold: Callable[[], None] | None = None
     # Decoding steps taken so far: a call is paused only after it made progress.
     steps: int = 0
 
@@ -231,6 +234,8 @@ class EngineCall:
                 row.started, row.batch_size = now, len(rows)
 
         def on_step(step: ctranslate2.GenerationStepResult) -> bool:
+            if self.hold is not None:
+                self.hold()
             self.steps = max(self.steps, step.step + 1)
             index = step.batch_id
             if states[index] is None:

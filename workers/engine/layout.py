@@ -4,7 +4,7 @@ Which layout is fastest differs from machine to machine (cores, cache, SIMD, GPU
 tune` measures the candidates on the real model and caches the winner per CPU model, core count,
 device, model and compute type. A worker uses, in this order: what settings pin
 (QFLEET_ENGINE_REPLICAS, QFLEET_CPU_THREADS, QFLEET_BATCH_MAX_SIZE), the tuned layout for this
-machine, or a default that overlaps two calls when there are cores for it.
+machine, or a default: one replica with every core on small CPUs, two overlapping calls above.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from qfleet.workers.engine.cache import default_cache_root
 log = logging.getLogger(__name__)
 
 LayoutSource = Literal["settings", "tuned", "default"]
+# CPUs with at most this many cores run one replica with every core by default.
+SMALL_CPU_CORES = 2
 
 
 @dataclass(frozen=True)
@@ -103,15 +105,25 @@ def load_tuned(path: Path) -> EngineLayout | None:
         return None
 
 
-def default_layout(device: str, cores: int, batch: int) -> EngineLayout:
-    """The layout without tuning: two overlapping calls where the hardware has room for them.
+def cpu_slots(device: str, layout: EngineLayout) -> int:
+    """Calls that decode at once without oversubscribing the cores; 0 (no limit) on a GPU."""
+    if device != "cpu":
+        return 0
+    return max(usable_cores() // max(layout.threads, 1), 1)
 
-    On CPU each replica gets half the cores; a machine with a single core runs one call at a
-    time. On a GPU the two calls share the device (kernels of one fill the gaps of the other).
+
+def default_layout(device: str, cores: int, batch: int) -> EngineLayout:
+    """The layout without tuning: one call with every core on small CPUs, two side by side above.
+
+    On two cores, one replica with both threads gave more aggregate throughput than two
+    one-thread replicas at batch 16-32 on both machines measured (docs/performance.md), so
+    machines with up to SMALL_CPU_CORES cores run one call at a time; larger ones give each of
+    two replicas half the cores (`qfleet tune` measures both). On a GPU the two calls share the
+    device (kernels of one fill the gaps of the other).
     """
     if device == "cuda":
         return EngineLayout(replicas=2, threads=1, max_batch_size=batch)
-    replicas = 2 if cores >= 2 else 1
+    replicas = 2 if cores > SMALL_CPU_CORES else 1
     return EngineLayout(replicas=replicas, threads=max(cores // replicas, 1), max_batch_size=batch)
 
 

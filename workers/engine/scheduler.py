@@ -14,7 +14,10 @@ next call as soon as its previous one ends:
 - an extra replica (`interactive_replica`) takes interactive rows only, so one is never queued
   behind bulk calls; when no thread can take an interactive row, a running bulk call is paused
   (`preempt`): its rows stop after their next token and go back to the front of the list, and
-  resume later from prompt + generated tokens, losing nothing.
+  resume later from prompt + generated tokens, losing nothing;
+- while interactive rows decode, bulk calls beyond what the cores can run beside them are held
+  between two tokens (`cpu_slots`): their state stays in the engine, nothing is re-read, and the
+  interactive call gets the cores instead of sharing them with every bulk call.
 
 A call that fails as a whole is retried row by row, so one bad request fails alone.
 """
@@ -46,6 +49,8 @@ SWEEP_S = 0.1
 # resuming re-reads its prompts, so a steady interactive stream must not pause it over and over.
 PREEMPT_MIN_STEPS = 32
 LANE_RANK = {"interactive": 0, "bulk": 1}
+# Bulk rows keep gathering while rows keep arriving, up to this many gathering windows.
+BULK_WAIT_WINDOWS = 5
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class SchedulerPolicy:
     interactive_replica: bool = False
     # Pause a running bulk call when an interactive row finds no engine thread to take it.
     preempt: bool = False
+    # Calls that can decode at once without oversubscribing the cores (cores // threads per
+    # replica; 0: no limit, as on a GPU). While interactive calls run, bulk calls beyond
+    # `cpu_slots - interactive calls` are held between tokens.
+    cpu_slots: int = 0
 
     @property
     def engine_threads(self) -> int:
@@ -100,6 +109,7 @@ class _Running:
     call: EngineCall
     lane: int
     tokens: int
+    held: bool = False
 
 
 class EngineScheduler:
@@ -167,6 +177,7 @@ class EngineScheduler:
                 "pending": len(self._pending),
                 "calls": len(self._running),
                 "rows": sum(len(r.call.rows) for r in self._running),
+                "held": sum(r.held for r in self._running),
             }
 
     def _preempt_for_interactive(self) -> None:
@@ -234,12 +245,17 @@ class EngineScheduler:
         if self._closed or mates >= self.policy.max_batch_size or head.running:
             return 0.0  # a full call, a closing scheduler or a paused row: no reason to wait
         now = time.monotonic()
-        left = head.arrival + self.policy.max_wait_ms / 1000 - now
-        # The quiet gap is for latency, so interactive rows only. A bulk call that starts half
-        # empty holds its replica for a whole decode loop with a few rows (bulk jobs submitted
-        # one by one on a busy machine arrive further apart than the gap): bulk rows wait the
-        # full gathering window.
-        if self.policy.quiet_ms > 0 and head.lane == 0:
+        wait = self.policy.max_wait_ms / 1000
+        if head.lane == 1:
+            # A bulk call that starts half empty holds its replica for a whole decode loop with
+            # a few rows (bulk jobs submitted one by one on a busy machine arrive further apart
+            # than any fixed gap). So bulk rows gather while the burst goes on: until max_wait_ms
+            # passed without a new row, at most BULK_WAIT_WINDOWS times max_wait_ms.
+            latest = max(head.arrival, self._last_arrival) + wait
+            return min(latest, head.arrival + BULK_WAIT_WINDOWS * wait) - now
+        left = head.arrival + wait - now
+        # The quiet gap is for latency, so interactive rows only.
+        if self.policy.quiet_ms > 0:
             left = min(left, self._last_arrival + self.policy.quiet_ms / 1000 - now)
         return left
 
@@ -294,8 +310,11 @@ class EngineScheduler:
 
         call = EngineCall([t.row for t in live], live[0].sampling, done)
         running = _Running(call, live[0].lane, sum(t.length for t in live))
+        if running.lane == 1 and self.policy.cpu_slots:
+            call.hold = lambda: self._hold(running)
         with self._cond:
             self._running.append(running)
+            self._rebalance()
         try:
             paused = call.run(self.model.generator, self.model.tokenizer)
         except Exception as exc:
@@ -304,7 +323,28 @@ class EngineScheduler:
         finally:
             with self._cond:
                 self._running.remove(running)
+                self._rebalance()
         self._requeue([by_row[id(row)] for row in paused])
+
+    def _rebalance(self) -> None:
+        """Hold the bulk calls the cores cannot run beside the interactive ones (under the lock)."""
+        slots = self.policy.cpu_slots
+        if not slots:
+            return
+        interactive = sum(r.lane == 0 for r in self._running)
+        bulk = [r for r in self._running if r.lane == 1]
+        allowed = len(bulk) if not interactive else max(slots - interactive, 0)
+        for index, running in enumerate(bulk):
+            running.held = index >= allowed
+        self._cond.notify_all()
+
+    def _hold(self, running: _Running) -> None:
+        """Called by a bulk call before each token: wait here while it is held."""
+        if not running.held:  # the common case, without the lock
+            return
+        with self._cond:
+            while running.held and not self._closed:
+                self._cond.wait(SWEEP_S)
 
     def _requeue(self, tickets: list[_Ticket]) -> None:
         if not tickets:
