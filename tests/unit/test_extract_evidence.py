@@ -92,3 +92,27 @@ def test_currency_marks_take_the_longest_spelling() -> None:
     assert currency_marks("US$3") == {"USD"}
     assert currency_marks("10,390.25 pounds sterling") == {"GBP"}
     assert currency_marks("1,200 people in Europe") == set()
+
+
+def test_a_nullable_currency_the_document_never_shows_becomes_null() -> None:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "amount": {"type": ["number", "null"]},
+            "currency": {"anyOf": [{"type": "string", "enum": ["USD", "JPY"]}, {"type": "null"}]},
+        },
+    }
+
+    def read(obj: dict[str, Any], document: str) -> Reading:
+        output = GuidedOutput([], json.dumps(obj), "stop", 0, 0.0)
+        reading = read_output(output, schema)
+        check_evidence(reading, schema, document)
+        return reading
+
+    unstated = read({"amount": None, "currency": "USD"}, "About 300 people attended.")
+    stated = read({"amount": None, "currency": "USD"}, "Tickets cost $20.")
+    yen = read({"amount": "¥5,000", "currency": "JPY"}, "入場料¥5,000")
+
+    assert (unstated.values["currency"], unstated.provenance["currency"]) == (None, "repaired")
+    assert stated.values["currency"] == "USD"
+    assert yen.values["currency"] == "JPY"  # ¥ is yen too where yuan is not allowed

@@ -12,7 +12,8 @@ The model copies values; these checks hold the copies to the document and to eac
 - A currency field (an enum of ISO codes) agrees with the currency mark the model copied with the
   amounts of the same object (`¥44,086.19`, `10,390.25 pounds sterling`): when every amount says
   one currency and the field says another (or null), the amount's mark wins; `normalised`, with
-  a note.
+  a note. A nullable currency the document shows no sign of (no mark, word or code: the model
+  wrote `USD` for an article with no amount) becomes null, `repaired`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def check_evidence(reading: Reading, schema: dict[str, Any], document: str) -> N
         elif _string_array(node):
             _split_items(reading, key, node, doc)
     _agree_currency(reading, props)
+    _ground_currencies(reading, props, document)
 
 
 def _note(reading: Reading, key: str, note: str) -> None:
@@ -143,6 +145,19 @@ def _agree_currency(reading: Reading, props: dict[str, dict[str, Any]]) -> None:
         reading.values[key] = code
         reading.provenance[key] = "normalised"
         _note(reading, key, f"{code}, as the amount is written")
+
+
+def _ground_currencies(reading: Reading, props: dict[str, dict[str, Any]], document: str) -> None:
+    """A nullable currency the document shows no mark, word or code of was not stated: null."""
+    stated = currency_marks(document)
+    if "CNY" in stated and re.search("[¥￥]", document):
+        stated.add("JPY")  # ¥ is yuan or yen
+    for key, node in props.items():
+        value = reading.values.get(key)
+        if _is_currency(node) and nullable(node) and value is not None and value not in stated:
+            reading.values[key] = None
+            reading.provenance[key] = "repaired"
+            _note(reading, key, f"the document shows no {value} amount; null")
 
 
 def _is_currency(node: dict[str, Any]) -> bool:
