@@ -16,7 +16,8 @@ under a Redis key prefix of its own and, in one run, measures:
               each row stopped at exactly as many tokens as its guided object took
 and prints validity, strict field accuracy, exact records, the share of values from code,
 code values reported as succeeded, array loops and docs/s (ops/bench/extract_score.py).
-`--ablation` runs `run_extract` in process under each `ExtractPolicy` variant instead.
+`--ablation` runs `run_extract` in process under each `ExtractPolicy` variant instead
+(`--variants kept,no-evidence,...`, see VARIANTS). Wrong fields are counted per schema field.
 Exits non-zero when a stage could not run.
 """
 
@@ -265,20 +266,30 @@ def _report(
     for method, out in outputs.items():
         scores[method] = score(records, out, SCHEMAS)
         figures[method] = scores[method].figures()
+        figures[method]["wrong_by_field"] = scores[method].wrong_by_field()
         if method in seconds:
             figures[method]["docs_per_s"] = len(records) / max(seconds[method], 1e-9)
-    figures["wrong_sample"] = scores[next(iter(outputs))].wrong[:40]
+    guided = "guided" if "guided" in scores else list(scores)[-1]
+    figures["wrong_sample"] = [f"{guided}: {line}" for line in scores[guided].wrong[:40]]
     return figures
 
 
-def run_ablation(model_dir: Path, records: list[dict[str, Any]], threads: int) -> dict[str, Any]:
+# Policy variants measured by --ablation: name -> (policy, with one example document).
+VARIANTS: dict[str, tuple[ExtractPolicy, bool]] = {
+    "kept": (ExtractPolicy(), False),
+    "no-evidence": (ExtractPolicy(evidence=False), False),
+    "short-rules": (ExtractPolicy(style="fields-short", evidence=False), False),
+    "schema-prompt": (ExtractPolicy(style="schema"), False),
+    "forced": (ExtractPolicy(copy_values=False), False),
+    "example": (ExtractPolicy(), True),
+}
+
+
+def run_ablation(
+    model_dir: Path, records: list[dict[str, Any]], threads: int, names: list[str]
+) -> dict[str, Any]:
     """`run_extract` in process under each policy variant, on the same documents."""
-    variants = {
-        "kept (fields prompt, copy values, repair pass)": (ExtractPolicy(), False),
-        "JSON Schema prompt": (ExtractPolicy(style="schema"), False),
-        "values forced token by token": (ExtractPolicy(copy_values=False), False),
-        "kept + one example document": (ExtractPolicy(), True),
-    }
+    variants = {name: VARIANTS[name] for name in names}
     model = load_model(model_dir, EngineOptions(cpu_threads=threads))
     decoder = guided_decoder(model, model_dir)
     outputs: dict[str, dict[str, Any]] = {}
@@ -327,13 +338,16 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=64, help="documents from the set")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--ablation", action="store_true", help="policy variants, in process")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="ablation variants")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     records = pick(load(), args.docs)
     model_dir = args.model_dir or default_model_dir()
     try:
-        run = run_ablation if args.ablation else run_fleet
-        figures = run(model_dir, records, args.threads)
+        if args.ablation:
+            figures = run_ablation(model_dir, records, args.threads, args.variants.split(","))
+        else:
+            figures = run_fleet(model_dir, records, args.threads)
     except Exception as exc:  # a stage that could not run fails the benchmark
         print(f"benchmark stage failed: {exc!r}", file=sys.stderr)
         raise SystemExit(1) from exc
@@ -341,6 +355,10 @@ def main() -> None:
         print(json.dumps(figures, indent=2, ensure_ascii=False))
     else:
         _print(figures)
+        for method in ("guided", "kept"):
+            if method in figures:
+                wrong = json.dumps(figures[method]["wrong_by_field"])
+                print(f"{method}, wrong by field: {wrong}")
         print("\n".join(figures["wrong_sample"][:25]))
 
 

@@ -59,6 +59,15 @@ class Score:
     statuses: dict[str, int] = field(default_factory=dict)
     wrong: list[str] = field(default_factory=list)
 
+    def wrong_by_field(self) -> dict[str, int]:
+        """How many documents got each `schema.field` wrong, most first."""
+        counts: dict[str, int] = {}
+        for line in self.wrong:
+            document, name = line.split(":", 1)[0].rsplit(".", 1)
+            key = f"{document.split('-', 1)[0]}.{name}"
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
     def figures(self) -> dict[str, float | int]:
         n = max(self.documents, 1)
         return {

@@ -141,3 +141,12 @@ def test_reading_an_object_normalises_and_drops_repeated_list_items() -> None:
         "code": "X",
     }
     assert reading.changed
+
+
+@pytest.mark.parametrize("text", ["null", "None", "N/A", " unknown ", "无"])
+def test_null_written_as_text_reads_as_null_only_where_null_is_allowed(text: str) -> None:
+    reading = read_value(text, {"type": ["string", "null"]})
+
+    assert reading.value is None
+    assert reading.changed
+    assert read_value(text, {"type": "string"}).value == text

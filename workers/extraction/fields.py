@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qfleet.workers.engine.json_trail import NULL_LIKE
 from qfleet.workers.extraction.values import UnreadableError, match_enum, parse_date, parse_number
 
 # A value copied from a document: a long date or amount ("the 21st of September 2024", "人民币
@@ -22,6 +23,8 @@ COPY_MAX_CHARS = 48
 # by code while decoding (a refused token replaced, a looping string cut); left out by code (the
 # budget ran out, or no spelling could be read). Only the first two make a `succeeded` item.
 Provenance = Literal["model", "normalised", "repaired", "closed"]
+# Text meaning "no value" where the schema allows null: the model's null, spelled out.
+NULL_WORDS = NULL_LIKE | {"not stated", "not given", "not specified", "unknown", "未知", "不详"}
 _NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 
 
@@ -32,7 +35,7 @@ def _types(node: dict[str, Any]) -> set[str]:
     return set(declared) if isinstance(declared, list) else {declared}
 
 
-def _copy_kind(node: dict[str, Any]) -> str | None:
+def copy_kind(node: dict[str, Any]) -> str | None:
     """`date`, `number`, `integer` or `enum` when the model copies this value as text."""
     types = _types(node)
     if "enum" in node:
@@ -51,7 +54,7 @@ def decode_schema(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = dict(node)
-    kind = _copy_kind(node)
+    kind = copy_kind(node)
     if kind is not None:
         nullable = "null" in _types(node) or None in node.get("enum", [])
         for key in ("enum", "format", *_NUMBER_KEYWORDS):
@@ -78,13 +81,25 @@ class Reading:
     notes: list[str] = field(default_factory=list)
 
 
+def nullable(node: dict[str, Any]) -> bool:
+    """Whether `node` allows null (a type list, an enum or an `anyOf` option)."""
+    return (
+        "null" in _types(node)
+        or None in node.get("enum", [])
+        or any(o.get("type") == "null" for o in node.get("anyOf", []))
+    )
+
+
 def read_value(value: Any, node: dict[str, Any]) -> Reading:
     """`value` (as decoded) in the form `node` asks for; raises `UnreadableError`."""
     if value is None:
         return Reading(None)
+    if isinstance(value, str) and nullable(node) and value.strip().casefold() in NULL_WORDS:
+        # "null" / "N/A" / "无" written as text where the schema allows null: the model's null.
+        return Reading(None, True, [f"{value!r} read as null"])
     if "anyOf" in node:
         return _read_any_of(value, node["anyOf"])
-    kind = _copy_kind(node)
+    kind = copy_kind(node)
     if kind is not None:
         return _read_copy(value, node, kind)
     if isinstance(value, list) and isinstance(node.get("items"), dict):

@@ -34,6 +34,7 @@ class Reading:
     """What one decoded row says, field by field."""
 
     values: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # each field as the model wrote it
     provenance: dict[str, FieldSource] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)
@@ -95,6 +96,7 @@ def read_output(output: GuidedOutput, schema: dict[str, Any]) -> Reading:
             raw.update(json.loads("{" + output.text[span.start : span.end] + "}"))
         except json.JSONDecodeError:
             reading.unreadable[span.key] = "not JSON"
+    reading.raw = raw
     props = properties(schema)
     for key, value in raw.items():
         try:

@@ -16,13 +16,23 @@ from qfleet.tasks.schemas import ChatMessage, ExtractJob
 from qfleet.workers.engine.chat import as_data
 from qfleet.workers.extraction.values import CURRENCY_WORDS
 
-PromptStyle = Literal["fields", "schema"]
+PromptStyle = Literal["fields", "fields-short", "schema"]
 DEFAULT_STYLE: PromptStyle = "fields"
 
-RULES = (
+SHORT_RULES = (
     "Rules: copy names, dates, amounts and currency marks exactly as the document writes them, "
     "in quotes; never convert or calculate. Use null when the document does not state a value; "
     "never guess. List each item once. Reply with one JSON object and nothing else."
+)
+# The short rules plus spellings to copy (a small model otherwise converts "35万" or "1.2
+# million" itself, often wrongly) and how a written list becomes entries ("A, B and C" was kept
+# as "B and C"). Measured against SHORT_RULES in docs/extraction.md, "Ablation".
+RULES = (
+    "Rules: copy names, dates, amounts and currency marks exactly as the document writes them, "
+    'in quotes (for example "March 5, 2024", "2024年3月5日", "€1,250.00", "35万元", '
+    '"1.2 million"); never convert or calculate. Use null when the document does not state a '
+    "value; never guess or make one up. In a list, each item is its own entry, once: "
+    '"A, B and C" or "A、B、C" is ["A", "B", "C"]. Reply with one JSON object and nothing else.'
 )
 SCHEMA_PROMPT = (
     "You extract structured data from documents. Reply with one JSON object and nothing else. "
@@ -96,9 +106,10 @@ def system_turn(job: ExtractJob, style: PromptStyle = DEFAULT_STYLE) -> str:
     if style == "schema":
         system = SCHEMA_PROMPT.format(schema=json.dumps(job.json_schema, ensure_ascii=False))
     else:
+        rules = SHORT_RULES if style == "fields-short" else RULES
         system = (
             "You extract facts from one document into a JSON object with these fields, in this "
-            f"order:\n{field_lines(job.json_schema)}\n{RULES}\n"
+            f"order:\n{field_lines(job.json_schema)}\n{rules}\n"
             f"Reply in this shape: {skeleton(job.json_schema)}"
         )
     if job.instructions:

@@ -27,6 +27,7 @@ from qfleet.workers.engine.generation import Sampling
 from qfleet.workers.engine.guided import GuidedDecoder, GuidedOutput, GuidedRow
 from qfleet.workers.engine.model import LoadedModel
 from qfleet.workers.engine.structured import MIN_STATIC_PROMPT_TOKENS
+from qfleet.workers.extraction.evidence import check_evidence
 from qfleet.workers.extraction.fields import decode_schema, properties
 from qfleet.workers.extraction.items import (
     Reading,
@@ -46,12 +47,15 @@ class ExtractPolicy:
     `style`: the schema shown as a field list or as JSON Schema text. `copy_values`: dates,
     numbers and enum values decoded as the document writes them and read by code (else forced
     into the schema's spelling token by token). `repair_pass`: unreadable fields decoded again
-    under their own constraint (else left out, and the item is incomplete).
+    under their own constraint (else left out, and the item is incomplete). `evidence`: read
+    values held to the document (`evidence.py`: an ungrounded nullable string becomes null, a
+    list the document writes together is split, the currency agrees with the amounts).
     """
 
     style: PromptStyle = DEFAULT_STYLE
     copy_values: bool = True
     repair_pass: bool = True
+    evidence: bool = True
 
 
 def run_extract(
@@ -87,7 +91,10 @@ def run_extract(
         static_length = 0  # one prefix too many for CTranslate2's static-prompt cache
     fits = _fitting(job, prompts, rejected, model, settings)
     run = _Decoding(decoder, job, validator, static_length, policy, (deadline, cancelled))
-    decoded = run.decode([p for p, ok in zip(prompts, fits, strict=True) if ok])
+    decoded = run.decode(
+        [p for p, ok in zip(prompts, fits, strict=True) if ok],
+        [t for t, ok in zip(texts, fits, strict=True) if ok],
+    )
     items = []
     for document, prompt, ok in zip(job.documents, prompts, fits, strict=True):
         if document.id in rejected:
@@ -166,12 +173,12 @@ class _Decoding:
         self.relaxed = decode_schema(job.json_schema) if policy.copy_values else job.json_schema
         self.seconds = 0.0
 
-    def decode(self, prompts: list[list[int]]) -> list[ExtractItem]:
+    def decode(self, prompts: list[list[int]], documents: list[str]) -> list[ExtractItem]:
         if not prompts:
             return []
         rows = [GuidedRow(p, self.relaxed, self.job.max_tokens) for p in prompts]
         outputs = self._run(rows)
-        readings = [self._read(o) for o in outputs]
+        readings = [self._read(o, d) for o, d in zip(outputs, documents, strict=True)]
         again = [
             n
             for n, (o, r) in enumerate(zip(outputs, readings, strict=True))
@@ -182,7 +189,7 @@ class _Decoding:
             for n, output, (_, unread) in zip(
                 again, self._run([row for row, _ in retry]), retry, strict=True
             ):
-                outputs[n], readings[n] = self._merge(outputs[n], output, unread)
+                outputs[n], readings[n] = self._merge(outputs[n], output, unread, documents[n])
         schema = self.job.json_schema
         return [build_item("", o, r, schema) for o, r in zip(outputs, readings, strict=True)]
 
@@ -202,8 +209,10 @@ class _Decoding:
                 raise JobCancelledError("the job was cancelled")
         return outputs
 
-    def _read(self, output: GuidedOutput) -> Reading:
+    def _read(self, output: GuidedOutput, document: str) -> Reading:
         reading = read_output(output, self.job.json_schema)
+        if self.policy.evidence:
+            check_evidence(reading, self.job.json_schema, document)
         check_fields(reading, self.validator)
         return reading
 
@@ -226,13 +235,13 @@ class _Decoding:
         )
 
     def _merge(
-        self, first: GuidedOutput, output: GuidedOutput, constrained: set[str]
+        self, first: GuidedOutput, output: GuidedOutput, constrained: set[str], document: str
     ) -> tuple[GuidedOutput, Reading]:
         """Pass 2's output, keeping what pass 1 knew about the fields it decided."""
         output.repairs += first.repairs
         output.repaired_fields = sorted({*first.repaired_fields, *output.repaired_fields})
         output.trimmed_fields = sorted({*first.trimmed_fields, *output.trimmed_fields})
-        reading = self._read(output)
+        reading = self._read(output, document)
         for key in constrained:
             if key in reading.provenance:
                 reading.provenance[key] = "repaired"
