@@ -24,10 +24,11 @@ from qfleet.tasks.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-# The worker's own limits, low enough that small payloads cross each one.
+# The worker's own limits, low enough that small payloads cross each one (the prompt-token
+# limit leaves room for the extraction prompt's rules, ~480 tokens for a one-line document).
 WORKER_LIMITS = {
-    "QFLEET_MAX_PROMPT_CHARS": "2000",
-    "QFLEET_MAX_PROMPT_TOKENS": "320",
+    "QFLEET_MAX_PROMPT_CHARS": "4000",
+    "QFLEET_MAX_PROMPT_TOKENS": "640",
     "QFLEET_MAX_NEW_TOKENS": "24",
     "QFLEET_MAX_DOCUMENT_CHARS": "120",
     "QFLEET_MAX_DOCUMENTS_PER_JOB": "3",
@@ -67,11 +68,11 @@ def _extract(documents: list[str], **fields: Any) -> dict[str, Any]:
 
 # (payload, the setting its refusal names); the worker's limits are the ones in WORKER_LIMITS.
 OVER_LIMIT: list[tuple[dict[str, Any], str]] = [
-    ({"prompt": "p" * 2001, "max_tokens": 4}, "QFLEET_MAX_PROMPT_CHARS"),
-    ({"prompt": "word " * 390, "max_tokens": 4}, "QFLEET_MAX_PROMPT_TOKENS"),
+    ({"prompt": "p" * 4001, "max_tokens": 4}, "QFLEET_MAX_PROMPT_CHARS"),
+    ({"prompt": "word " * 700, "max_tokens": 4}, "QFLEET_MAX_PROMPT_TOKENS"),
     ({"prompt": "hi", "max_tokens": 25}, "QFLEET_MAX_NEW_TOKENS"),
     (_extract(["a", "b", "c", "d"]), "QFLEET_MAX_DOCUMENTS_PER_JOB"),
-    (_extract(["a"], instructions="i" * 2001), "QFLEET_MAX_PROMPT_CHARS"),
+    (_extract(["a"], instructions="i" * 4001), "QFLEET_MAX_PROMPT_CHARS"),
     (_extract(["a"], max_tokens=25), "QFLEET_MAX_NEW_TOKENS"),
     (_extract(["a"], json_schema=_wide_schema(20)), "QFLEET_MAX_SCHEMA_CHARS"),
     (_extract(["a"], json_schema=_deep_schema(3)), "QFLEET_MAX_SCHEMA_DEPTH"),
