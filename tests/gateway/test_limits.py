@@ -120,8 +120,13 @@ def test_a_waiting_client_that_leaves_cancels_its_job(
             + f"authorization: Bearer {api_key}\r\ncontent-length: {len(body)}\r\n\r\n".encode()
             + body
         )
-        time.sleep(0.3)
-        # When it hangs up before the answer
+        # When it hangs up while its job decodes (not before the job started: a fast machine
+        # could otherwise finish the job first, and a slow one not have started it)
+        running = f"{fleet_env['QFLEET_REDIS_KEY_PREFIX']}qfleet:running:*"
+        started = time.monotonic() + 20
+        while not any(store.scan_iter(match=running)) and time.monotonic() < started:
+            time.sleep(0.02)
+        assert any(store.scan_iter(match=running)), "the job never ran"
     # Then the gateway cancels its job
     deadline = time.monotonic() + 20
     while not set(store.scan_iter(match=pattern)) - before and time.monotonic() < deadline:
