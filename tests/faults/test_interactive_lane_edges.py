@@ -101,6 +101,10 @@ def test_knowledge_jobs_go_to_the_list_of_their_priority(
     }
 
 
+# A serializer the app refuses (as in tests/integration/test_generate_roundtrip.py).
+HOSTILE_SERIALIZER = "pickle"
+
+
 def test_the_lane_refuses_a_pickle_message_and_keeps_serving(
     fleet_env: dict[str, str], key_prefix: str, tmp_path: Path
 ) -> None:
@@ -119,7 +123,7 @@ def test_the_lane_refuses_a_pickle_message_and_keeps_serving(
                 Producer(conn).publish(
                     ((), {"job": {"prompt": "pwned"}}, {}),
                     exchange=Exchange("qfleet", type="direct"),  # type: ignore[no-untyped-call]
-                    routing_key=QUEUE_GENERATE, serializer="pickle", priority=0,
+                    routing_key=QUEUE_GENERATE, serializer=HOSTILE_SERIALIZER, priority=0,
                     headers={"task": TASK_GENERATE, "id": hostile, "lang": "py",
                              "argsrepr": "", "kwargsrepr": ""},
                 )  # fmt: skip
