@@ -22,7 +22,7 @@ import re
 import unicodedata
 from typing import Any
 
-from qfleet.workers.extraction.fields import copy_kind, nullable, properties
+from qfleet.workers.extraction.fields import copy_kind, node_types, nullable, properties
 from qfleet.workers.extraction.items import Reading
 from qfleet.workers.extraction.values import CURRENCY_WORDS, UnreadableError, match_enum
 
@@ -60,7 +60,7 @@ def _options(node: dict[str, Any]) -> list[dict[str, Any]]:
 def _plain_nullable_string(node: dict[str, Any]) -> bool:
     options = _options(node)
     return nullable(node) and all(
-        "string" in _types(o) and copy_kind(o) is None and "enum" not in o and "const" not in o
+        "string" in node_types(o) and copy_kind(o) is None and "enum" not in o and "const" not in o
         for o in options
     )
 
@@ -71,11 +71,6 @@ def _ground(reading: Reading, key: str, doc: str) -> None:
         reading.values[key] = None
         reading.provenance[key] = "repaired"
         _note(reading, key, f"{value!r} does not occur in the document; null")
-
-
-def _types(node: dict[str, Any]) -> list[Any]:
-    declared = node.get("type")
-    return declared if isinstance(declared, list) else [declared]
 
 
 def _string_array(node: dict[str, Any]) -> bool:

@@ -28,7 +28,8 @@ NULL_WORDS = NULL_LIKE | {"not stated", "not given", "not specified", "unknown",
 _NUMBER_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 
 
-def _types(node: dict[str, Any]) -> set[str]:
+def node_types(node: dict[str, Any]) -> set[str]:
+    """The JSON types a schema node declares (`type` as a name or a list; none: empty)."""
     declared = node.get("type")
     if declared is None:
         return set()
@@ -37,7 +38,7 @@ def _types(node: dict[str, Any]) -> set[str]:
 
 def copy_kind(node: dict[str, Any]) -> str | None:
     """`date`, `number`, `integer` or `enum` when the model copies this value as text."""
-    types = _types(node)
+    types = node_types(node)
     if "enum" in node:
         values = [v for v in node["enum"] if v is not None]
         return "enum" if values and all(isinstance(v, str) for v in values) else None
@@ -56,7 +57,7 @@ def decode_schema(node: Any) -> Any:
     out = dict(node)
     kind = copy_kind(node)
     if kind is not None:
-        nullable = "null" in _types(node) or None in node.get("enum", [])
+        nullable = "null" in node_types(node) or None in node.get("enum", [])
         for key in ("enum", "format", *_NUMBER_KEYWORDS):
             out.pop(key, None)
         longest = max((len(v) for v in node.get("enum", []) if isinstance(v, str)), default=0)
@@ -84,7 +85,7 @@ class Reading:
 def nullable(node: dict[str, Any]) -> bool:
     """Whether `node` allows null (a type list, an enum or an `anyOf` option)."""
     return (
-        "null" in _types(node)
+        "null" in node_types(node)
         or None in node.get("enum", [])
         or any(o.get("type") == "null" for o in node.get("anyOf", []))
     )
