@@ -3,14 +3,15 @@
     python -m ops.bench.extract_devset            # rewrites ops/bench/data/extract_dev.jsonl
 
 Four schemas (ops/bench/extract_schemas.py) x two languages x eight documents, written in five
-shapes (prose, email, table, form, bullet list). Values are drawn with a fixed seed and the gold
-is the value itself, normalised (ISO dates, plain numbers, enum codes); the text writes it the
-way documents do (ops/bench/extract_spelling.py) next to distractors a reader must skip: the
-e-mail's send date, the publication date, subtotals and tax, a start date, languages named twice.
-The committed file is what the benchmark reads. Its gold was checked by reading every document
-against its gold object, and every gold name, item, organisation and e-mail occurs verbatim in
-its text. Two fields are judged rather than copied: a news `category` (from the story) and a
-Chinese contract's `governing_city` (the city of its arbitration commission, `北京仲裁委员会`).
+shapes (prose, email, table, form, bullet list), 170-300 words each (ops/bench/extract_filler.py
+says how Chinese is counted). Values are drawn with a fixed seed and the gold is the value itself,
+normalised (ISO dates, plain numbers, enum codes); the text writes it the way documents do
+(ops/bench/extract_spelling.py) next to distractors a reader must skip: the e-mail's send date, the
+publication date, subtotals and tax, a start date, languages named twice. The committed file is
+what the benchmark reads. Its gold was checked by reading every document against its gold object,
+and every gold name, item, organisation and e-mail occurs verbatim in its text. Two fields are
+judged rather than copied: a news `category` (from the story) and a Chinese contract's
+`governing_city` (the city of its arbitration commission, `北京仲裁委员会`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from ops.bench.extract_filler import MAX_WORDS, MIN_WORDS, document_words
 from ops.bench.extract_pools import POOLS
 from ops.bench.extract_render import Facts, render_fields
+from ops.bench.extract_schemas import SCHEMAS
 from ops.bench.extract_spelling import en_amount, en_date, zh_amount, zh_date
 
 DATA = Path(__file__).parent / "data" / "extract_dev.jsonl"
@@ -161,7 +164,8 @@ _SAMPLERS = {"invoice": _invoice, "contract": _contract, "news": _news, "person"
 def sample(schema: str, lang: str, n: int, rng: random.Random) -> tuple[dict[str, Any], Facts]:
     """Gold values of one document and how its text writes each of them."""
     gold, shown = _SAMPLERS[schema](POOLS[schema][lang], n, rng, lang)
-    return gold, Facts(schema=schema, lang=lang, gold=gold, shown=shown, rng=rng)
+    seed = f"{SEED}-{schema}-{lang}-{n}"
+    return gold, Facts(schema=schema, lang=lang, gold=gold, shown=shown, rng=rng, seed=seed)
 
 
 def build() -> list[dict[str, Any]]:
@@ -192,13 +196,43 @@ def load(path: Path = DATA) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+def _copied(schema: dict[str, Any], value: Any) -> list[str]:
+    """The gold strings a reader copies from the text: not dates, not enum codes."""
+    if isinstance(value, list):
+        return [s for item in value for s in _copied(schema.get("items", {}), item)]
+    kinds = [schema, *schema.get("anyOf", [])]
+    if not isinstance(value, str) or any("enum" in k or k.get("format") == "date" for k in kinds):
+        return []
+    return [value]
+
+
+def check(records: list[dict[str, Any]]) -> list[str]:
+    """What is wrong with the set: ids, lengths, and gold strings its text does not hold."""
+    problems = []
+    if len(records) != 64 or len({r["id"] for r in records}) != len(records):
+        problems.append(f"{len(records)} records; 64 with distinct ids expected")
+    for r in records:
+        words = document_words(r["text"], r["lang"])
+        if not MIN_WORDS <= words <= MAX_WORDS:
+            problems.append(f"{r['id']}: {words:.0f} words, not {MIN_WORDS}-{MAX_WORDS}")
+        properties = SCHEMAS[r["schema"]]["properties"]
+        for field, value in r["gold"].items():
+            missing = [s for s in _copied(properties[field], value) if s not in r["text"]]
+            problems += [f"{r['id']}: gold {field} {s!r} not in the text" for s in missing]
+    return problems
+
+
 def main() -> None:
     records = build()
+    problems = check(records)
+    if problems:
+        raise SystemExit("\n".join(problems))
     DATA.parent.mkdir(parents=True, exist_ok=True)
     DATA.write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
     )
-    print(f"{len(records)} documents -> {DATA}")
+    words = [document_words(r["text"], r["lang"]) for r in records]
+    print(f"{len(records)} documents, {min(words):.0f}-{max(words):.0f} words -> {DATA}")
 
 
 if __name__ == "__main__":

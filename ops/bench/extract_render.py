@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from ops.bench.extract_filler import ADDED_FILLER, TARGET_WORDS, document_words
+
 _EN_NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
                "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen"]  # fmt: skip
 _ZH_NUMBERS = "零一二三四五六七八九十"
@@ -20,6 +22,7 @@ class Facts:
     gold: dict[str, Any]
     shown: dict[str, str | None]
     rng: random.Random
+    seed: str  # seeds the document's own stream (ops/bench/extract_filler.py's sentences)
 
 
 def _years(n: int, lang: str, rng: random.Random) -> str:
@@ -341,39 +344,53 @@ def _people(f: Facts) -> list[dict[str, Any]]:
 _PARTS = {"invoice": _invoice, "contract": _contract, "news": _news, "person": _person}
 
 
-def _length(text: str, lang: str) -> int:
-    return len(text.split()) if lang == "en" else len(text) // 2
-
-
-def render_fields(f: Facts, shape: str) -> str:
-    """The document text of `f` in `shape`, padded with its distractors to ~150+ words."""
-    pairs, prose, filler = _PARTS[f.schema](f)
+def _body(f: Facts, shape: str, pairs: list[tuple[str, str]], prose: list[str]) -> str:
     en = f.lang == "en"
     if shape == "form":
-        body = "\n".join(f"{label}: {value}" for label, value in pairs)
-    elif shape == "table":
+        return "\n".join(f"{label}: {value}" for label, value in pairs)
+    if shape == "table":
         head = "| Field | Value |\n|---|---|" if en else "| 项目 | 内容 |\n|---|---|"
-        body = head + "\n" + "\n".join(f"| {label} | {value} |" for label, value in pairs)
-    elif shape == "bullets":
-        body = "\n".join(f"- {label}: {value}" for label, value in pairs)
-    else:
-        body = (" " if en else "").join(prose)
-        if f.schema == "news":  # a headline stands on its own line
-            body = prose[0] + "\n" + (" " if en else "").join(prose[1:])
-    extra = list(filler)
-    f.rng.shuffle(extra)
-    notes: list[str] = []
-    while extra and _length(body + "".join(notes), f.lang) < 150:
-        notes.append(extra.pop())
+        return head + "\n" + "\n".join(f"| {label} | {value} |" for label, value in pairs)
+    if shape == "bullets":
+        return "\n".join(f"- {label}: {value}" for label, value in pairs)
+    if f.schema == "news":  # a headline stands on its own line
+        return prose[0] + "\n" + (" " if en else "").join(prose[1:])
+    return (" " if en else "").join(prose)
+
+
+def _dress(f: Facts, shape: str, subject: str, body: str, notes: list[str]) -> str:
+    en = f.lang == "en"
     text = body + "\n\n" + (" " if en else "").join(notes)
     if shape == "email":
         sent = f.shown.get("sent") or f.shown.get("published") or f.shown.get("start") or ""
         header = (
             f"From: office@example.com\nTo: records@example.com\nDate: {sent}\n"
-            f"Subject: {pairs[0][1]}\n\nHello,\n\n"
+            f"Subject: {subject}\n\nHello,\n\n"
             if en
             else f"发件人：office@example.cn\n收件人：records@example.cn\n日期：{sent}\n"
-            f"主题：{pairs[0][1]}\n\n您好：\n\n"
+            f"主题：{subject}\n\n您好：\n\n"
         )
         text = header + text + ("\n\nBest regards,\nThe office team" if en else "\n\n此致\n敬礼")
     return text.strip()
+
+
+def render_fields(f: Facts, shape: str) -> str:
+    """The document text of `f` in `shape`: its values, all its distractors, neutral sentences.
+
+    Every sentence of the schema's own filler (distractors among them) is used; sentences from
+    extract_filler.py are added until the document reaches a length drawn for it.
+    """
+    pairs, prose, filler = _PARTS[f.schema](f)
+    body = _body(f, shape, pairs, prose)
+    # This shuffle of the main stream is kept as the first version of the set made it: values are
+    # drawn from the same stream, so the gold of every later document stays as committed.
+    notes = list(filler)
+    f.rng.shuffle(notes)
+    own = random.Random(f.seed)  # the document's own stream orders and picks what was added
+    target = own.randint(*TARGET_WORDS)
+    added = list(ADDED_FILLER[f.schema][f.lang])
+    own.shuffle(added)
+    while added and document_words(_dress(f, shape, pairs[0][1], body, notes), f.lang) < target:
+        notes.append(added.pop())
+    own.shuffle(notes)
+    return _dress(f, shape, pairs[0][1], body, notes)

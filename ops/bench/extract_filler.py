@@ -1,0 +1,260 @@
+"""Neutral sentences that bring each development-set document to its length; how it is measured.
+
+Documents run 170-300 words (ops/bench/extract_devset.py checks it). These sentences are what such
+documents also say (terms, office notes, background, routine remarks) and hold no value a schema
+field could take: no dates, amounts, currencies, names, places, languages, job titles or counts.
+The distractors a reader must skip are in extract_render.py, next to the values they imitate.
+"""
+
+from __future__ import annotations
+
+# Chinese has no spaces between words; a common rule of thumb is about 1.7 characters per word.
+ZH_CHARS_PER_WORD = 1.7
+MIN_WORDS = 170
+MAX_WORDS = 300
+# Each document is padded to a target drawn from this range; one sentence may overshoot it.
+TARGET_WORDS = (180, 275)
+
+
+def document_words(text: str, lang: str) -> float:
+    """Length in words: English by whitespace; Chinese as non-space characters / 1.7."""
+    if lang == "en":
+        return len(text.split())
+    return len("".join(text.split())) / ZH_CHARS_PER_WORD
+
+
+_INVOICE_EN = [
+    "Kindly check each line against your purchase order before filing this document.",
+    "Any correction to the billing address should be sent to our accounts team in writing.",
+    "We are happy to issue a credit note where a delivery arrives damaged.",
+    "Please keep this document with your delivery notes for your own audit trail.",
+    "Our standard terms of trade apply unless both sides have agreed otherwise in writing.",
+    "Remittance advice helps us match your transfer to the right account quickly.",
+    "If you need the document in another format, our office can send a fresh copy.",
+    "Partial shipments are billed as they leave our warehouse.",
+    "Goods should be inspected on arrival and any shortfall noted on the delivery note.",
+    "For changes to your standing order, please contact your usual account contact.",
+    "We review our customer records regularly to keep contact details current.",
+    "Electronic copies carry the same weight as the printed original.",
+    "This document was produced automatically and is valid without a signature.",
+    "Queries sent by e-mail are usually answered within the same working day.",
+    "Please let us know if the purchase order reference should appear on future bills.",
+    "Our office will be glad to arrange a statement of account on request.",
+    "Unopened goods in their original packaging can be returned for inspection.",
+    "Where a discount was agreed, it is already reflected in the figures above.",
+    "Orders placed after the afternoon cut-off are processed the following working day.",
+    "We aim to resolve billing questions quickly and without fuss.",
+    "Customers can update their delivery preferences through the online portal.",
+    "Please do not send cash or cheques through the ordinary post.",
+    "Our account managers are available to discuss volume arrangements.",
+    "We appreciate prompt notice of any change to your invoicing contact.",
+    "Packaging materials can be collected on the next delivery for recycling.",
+    "This notice forms part of the commercial terms between our companies.",
+]
+
+_INVOICE_ZH = [
+    "请贵司收到本单据后与采购订单逐项核对，确认无误后归档。",
+    "如需变更开票信息，请以书面形式通知我司财务部门。",
+    "货物如在运输途中受损，我司可按规定开具红字发票或补发货物。",
+    "请妥善保管本单据及随货送货单，以备日后对账之用。",
+    "除双方另有书面约定外，均适用我司标准交易条款。",
+    "汇款时请附上付款通知，便于我司及时核销款项。",
+    "如需其他格式的电子版单据，可联系我司客服重新发送。",
+    "分批发货的订单将按实际出库情况分别开票。",
+    "请在收货时当场清点货物，如有短缺请在送货单上注明。",
+    "如需调整长期订单，请联系贵司对接的客户经理。",
+    "我司会定期核对客户资料，以确保联系信息准确。",
+    "电子单据与纸质原件具有同等效力。",
+    "本单据由系统自动生成，无需签字盖章即可使用。",
+    "通过电子邮件提出的问题，我司一般当天即予答复。",
+    "如希望今后的单据上注明采购订单编号，请提前告知。",
+    "如需对账单，可随时向我司财务部门索取。",
+    "未拆封且包装完好的货物可退回我司检验。",
+    "双方约定的折扣已在上述数据中体现。",
+    "下午截单时间之后提交的订单将于下一个工作日处理。",
+    "我司致力于快速、妥善地处理各类账务问题。",
+    "客户可通过网上服务平台更新收货偏好。",
+    "请勿通过普通邮件寄送现金或支票。",
+    "如有批量采购需求，欢迎与我司客户经理洽谈。",
+    "贵司开票联系人如有变动，请及时通知我司。",
+    "包装材料可在下次送货时由我司回收再利用。",
+]
+
+_CONTRACT_EN = [
+    "The parties shall cooperate in good faith to carry out the purpose of this agreement.",
+    "Each party shall keep accurate records of its performance under this agreement.",
+    "A failure to enforce any provision is not a waiver of that provision.",
+    "Nothing in this agreement creates a partnership or joint venture between the parties.",
+    "Each party shall comply with all laws and regulations that apply to its obligations.",
+    "The parties shall first try to resolve any disagreement through friendly discussion.",
+    "Personal data exchanged under this agreement shall be handled with appropriate care.",
+    "Any waiver must be in writing and signed by the party granting it.",
+    "Obligations that by their nature survive termination shall continue after it.",
+    "Each party shall promptly notify the other of any change in its contact details.",
+    "The recitals form part of this agreement and shall have effect as if set out in full.",
+    "Words in the singular include the plural and the other way round.",
+    "Each party has had the opportunity to take independent advice before signing.",
+    "No party shall make public announcements about this agreement without prior approval.",
+    "Records relating to this agreement shall be kept for the period required by law.",
+    "The parties shall meet when reasonably requested to review progress under this agreement.",
+    "Any schedule attached to this agreement forms an integral part of it.",
+    "Each party shall take out and maintain insurance appropriate to its obligations.",
+    "Reasonable efforts shall be made to limit any loss arising from a breach.",
+    "A party in breach shall remedy it promptly after receiving written notice.",
+    "The parties acknowledge that they have read and understood every clause.",
+    "References to a party include its permitted successors and assigns.",
+    "Nothing in this agreement limits liability that cannot be limited by law.",
+    "Electronic signatures shall be treated as valid and binding on the parties.",
+    "Each party shall provide reasonable assistance to give full effect to this agreement.",
+    "The parties have caused this agreement to be executed by their authorised representatives.",
+]
+
+_CONTRACT_ZH = [
+    "双方应相互配合，共同实现本合同的目的。",
+    "各方应如实记录本方履行本合同义务的情况。",
+    "任何一方未行使本合同项下的权利，不视为放弃该权利。",
+    "本合同不构成双方之间的合伙或合营关系。",
+    "各方在履行本合同时应遵守相关法律法规的规定。",
+    "双方因本合同产生分歧的，应首先通过友好协商解决。",
+    "双方在履行过程中交换的个人信息应妥善保管，不得泄露。",
+    "任何弃权均须以书面形式作出并经弃权方签字确认。",
+    "依其性质在合同终止后仍应继续有效的条款，不因合同终止而失效。",
+    "任何一方联系方式发生变化的，应及时书面通知对方。",
+    "本合同附件为本合同不可分割的组成部分，与正文具有同等效力。",
+    "双方确认在签署前已充分阅读并理解本合同全部条款。",
+    "未经对方事先同意，任何一方不得就本合同内容发布公告。",
+    "与本合同有关的资料应按照法律规定的期限妥善保存。",
+    "经一方合理要求，双方应会面商讨合同履行进展。",
+    "各方应根据自身义务投保相应的保险。",
+    "发生违约时，双方应采取合理措施防止损失扩大。",
+    "违约方应在收到书面通知后及时纠正违约行为。",
+    "本合同所称一方，包括其合法的承继者和受让人。",
+    "本合同的任何内容均不限制依法不得限制的责任。",
+    "以电子签名方式签署的本合同对双方具有约束力。",
+    "各方应提供合理协助，以确保本合同得到全面履行。",
+    "本合同标题仅为阅读方便而设，不影响条款的解释。",
+    "双方授权代表已在本合同上签字，以资证明。",
+]
+
+_NEWS_EN = [
+    "The announcement was made at a short briefing attended by reporters and officials.",
+    "Organisers said the plans had been discussed with residents over a long period.",
+    "A statement released after the event thanked everyone involved for their patience.",
+    "Several speakers stressed that the work would be reviewed regularly.",
+    "Questions about the next steps were referred to a written statement.",
+    "Commentators noted that the move follows a broader trend across the sector.",
+    "Supporters described the decision as long overdue.",
+    "Opponents said they would study the details before responding in full.",
+    "The event was streamed online for those who could not attend in person.",
+    "Volunteers helped guide visitors and answer questions throughout the day.",
+    "A formal review of the arrangements is expected later on.",
+    "Neighbours said they hoped the change would bring steady benefits to the area.",
+    "Traffic was diverted around the venue for much of the morning.",
+    "Officials promised to publish regular updates as the work goes ahead.",
+    "The proposals drew a large number of written comments during consultation.",
+    "Some residents raised concerns about noise and disruption during construction.",
+    "Speakers thanked staff who had worked behind the scenes to prepare the event.",
+    "The full statement has been posted on the organisers' website.",
+    "Readers can send their views to our letters page.",
+    "A follow-up report will look at how the plans are received.",
+    "Experts said it was too early to judge the long-term effect.",
+    "The mood at the venue was upbeat despite the grey weather.",
+    "Security staff reported that the day passed without incident.",
+    "The ceremony ended with a short speech and a round of applause.",
+    "Additional reporting was provided by our regional desk.",
+    "This article has been updated with further reaction.",
+]
+
+_NEWS_ZH = [
+    "消息在一场简短的通报会上公布，多家媒体记者到场采访。",
+    "主办方表示，相关方案此前已广泛征求了各方意见。",
+    "活动结束后发布的声明感谢各方的支持与配合。",
+    "多位发言人强调，相关工作将定期接受评估。",
+    "对于下一步安排，有关方面表示将以书面形式另行说明。",
+    "评论人士指出，此举顺应了行业整体的发展趋势。",
+    "支持者认为，这一决定早就应该作出。",
+    "也有人表示，将在研究具体细节后再作回应。",
+    "活动同步进行了网络直播，方便未能到场的观众观看。",
+    "志愿者全天在现场引导观众并解答疑问。",
+    "有关方面表示，将适时对相关安排进行正式评估。",
+    "周边居民希望这一变化能为社区带来长期好处。",
+    "活动当天上午，周边道路实行了临时交通管制。",
+    "有关部门承诺，将持续发布工作进展情况。",
+    "方案公示期间共收到大量书面意见和建议。",
+    "部分居民对施工期间的噪音和出行不便表示担忧。",
+    "发言人感谢了幕后为活动筹备付出辛劳的工作人员。",
+    "声明全文已在主办方官方网站上发布。",
+    "欢迎读者通过来信来电发表看法。",
+    "本报将继续跟踪报道各方对此的反应。",
+    "有专家表示，现在评估长期影响还为时尚早。",
+    "尽管天气阴沉，现场气氛依然十分热烈。",
+    "安保人员表示，当天活动秩序井然，未发生意外情况。",
+    "仪式在简短的致辞和热烈的掌声中结束。",
+    "本报记者综合报道。",
+    "本文已根据各方最新反应进行更新。",
+]
+
+_PERSON_EN = [
+    "Known for clear writing and careful preparation before meetings.",
+    "Comfortable presenting to large groups as well as working quietly on detailed tasks.",
+    "Likes to keep notes organised and shares them openly with the team.",
+    "Colleagues value a calm manner under pressure and a dry sense of humour.",
+    "Takes part in community volunteering on some weekends.",
+    "Regularly attends short courses to keep skills up to date.",
+    "Has a strong interest in good design and tidy, well-documented work.",
+    "Prefers to agree on goals early and check in on progress often.",
+    "Enjoys solving problems that involve many people and moving parts.",
+    "Reads widely, especially history and popular science.",
+    "Enjoys taking pictures on walks and often shares them with friends.",
+    "Believes that good feedback is specific, kind and given early.",
+    "Has organised several charity events with friends and neighbours.",
+    "Open to part-time, contract or permanent arrangements.",
+    "Responds to messages quickly and keeps commitments.",
+    "Feels at home in both small teams and larger organisations.",
+    "Likes to end each week by planning the priorities for the next one.",
+    "Has a steady track record of finishing projects on schedule.",
+    "Is comfortable with common office software and shared calendars.",
+    "Enjoys cycling, gardening and the occasional board game night.",
+    "Values honest conversations and clear, simple agreements.",
+    "Is happy to provide samples of past work during an interview.",
+    "Describes the ideal workplace as friendly, focused and well organised.",
+    "Takes pride in helping newcomers settle in and find their feet.",
+    "Keeps a short reading list of favourite books to recommend.",
+    "Can start on short notice once references have been checked.",
+]
+
+_PERSON_ZH = [
+    "做事认真细致，开会前总会做好充分准备。",
+    "既能在众人面前清晰表达，也能静下心来处理细致的工作。",
+    "习惯把工作笔记整理得井井有条，并乐于与团队分享。",
+    "同事们评价其遇事沉着冷静，待人真诚幽默。",
+    "周末时常参加社区志愿服务活动。",
+    "经常参加各类短期培训，不断更新自己的知识和技能。",
+    "注重工作质量，文档资料整理得清晰完整。",
+    "喜欢在项目初期明确目标，并定期跟进进展。",
+    "善于协调多方关系，处理较为复杂的问题。",
+    "阅读兴趣广泛，尤其喜欢历史和科普类书籍。",
+    "喜欢外出散步时随手拍照，常与朋友分享照片。",
+    "认为好的反馈应当具体、友善并及时给出。",
+    "曾与朋友和邻居一起组织过多次公益活动。",
+    "可接受兼职、合同制或全职等多种工作安排。",
+    "回复消息及时，答应的事情一定做到。",
+    "既适应小团队的工作节奏，也能融入大型组织。",
+    "习惯在每周结束时规划下一周的工作重点。",
+    "以往负责的项目大多能够按计划完成。",
+    "熟练使用常用办公软件和共享日程工具。",
+    "业余时间喜欢骑行、养花，偶尔和朋友玩桌游。",
+    "重视坦诚沟通，喜欢把约定说得清楚明白。",
+    "面试时可提供以往工作成果的样本供参考。",
+    "心目中理想的工作环境是友好、专注、井然有序的。",
+    "乐于帮助新同事尽快熟悉环境、融入团队。",
+    "常把自己喜欢的书推荐给身边的朋友。",
+    "背景调查完成后可尽快到岗。",
+]
+
+ADDED_FILLER: dict[str, dict[str, list[str]]] = {
+    "invoice": {"en": _INVOICE_EN, "zh": _INVOICE_ZH},
+    "contract": {"en": _CONTRACT_EN, "zh": _CONTRACT_ZH},
+    "news": {"en": _NEWS_EN, "zh": _NEWS_ZH},
+    "person": {"en": _PERSON_EN, "zh": _PERSON_ZH},
+}
