@@ -25,7 +25,9 @@ def extract_body(payload: Any, ctx: JobContext, worker: WorkerContext) -> Extrac
     if settings.model_dir is None:
         raise ModelUnavailableError("no model configured: set QFLEET_MODEL_DIR")
     model = runtime.model
-    decoder = guided_decoder(model, settings.model_dir)
+    # Bulk work: the replica kept for interactive jobs is left out.
+    parallel = runtime.layout.replicas if runtime.layout is not None else None
+    decoder = guided_decoder(model, settings.model_dir, parallel)
     result = run_extract(
         model,
         decoder,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from qfleet.tasks.schemas import ExtractJob
 from qfleet.workers.engine.guided import GuidedDecoder, GuidedOutput, GuidedRow
+from qfleet.workers.engine.guided_batch import Call, Interrupts
 from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
 from qfleet.workers.extraction import guided_decoder, run_extract
 from qfleet.workers.extraction.fields import decode_schema
@@ -75,20 +77,58 @@ def test_a_date_as_the_document_writes_it_is_decoded_and_normalised(
         assert "ambiguous" in item.notes["when"]
 
 
-def test_a_number_with_thousands_separators_is_read_whole(decoder: GuidedDecoder) -> None:
-    schema = _normalised(
-        {
-            "type": "object",
-            "properties": {"total": {"type": "number"}, "n": {"type": "integer"}},
-            "required": ["total", "n"],
-        }
-    )
-    output = _decode(decoder, schema, '{"total": "2,943.50", "n": "1.2万"}')
+TOTALLED = _normalised(
+    {
+        "type": "object",
+        "properties": {"total": {"type": "number"}, "n": {"type": "integer"}},
+        "required": ["total", "n"],
+    }
+)
 
-    item = build_item("a", output, read_output(output, schema), schema)
+
+def test_a_number_with_thousands_separators_is_read_whole(decoder: GuidedDecoder) -> None:
+    output = _decode(decoder, TOTALLED, '{"total": "2,943.50", "n": "1.2万"}')
+
+    item = build_item("a", output, read_output(output, TOTALLED), TOTALLED)
 
     assert item.object == {"total": 2943.5, "n": 12000}
     assert item.status == "succeeded"
+
+
+@pytest.mark.parametrize(("number", "then"), [("2,", "943.50"), ("1.2", "万"), ("3.5", " million")])
+def test_a_bare_number_the_model_goes_on_writing_is_quoted_whole(
+    decoder: GuidedDecoder, number: str, then: str
+) -> None:
+    # As JSON, `2,943.50` ends at its comma (the issue's `2`); the decoder quotes the model's
+    # own bytes instead, and the reader reads them. Forced: the row as speculation leaves it,
+    # the model's tokens taken one by one until the grammar refuses the next one.
+    row = decoder._start(GuidedRow([1, 2, 3], decode_schema(TOTALLED), 64, b'{"total": '))
+    for token in decoder.tokenizer.encode(number):
+        assert row.on_token(_Step(token)) is False
+    refused = decoder.tokenizer.encode(then)[0]
+    assert row.on_token(_Step(refused)) is True
+    assert row.refused
+
+    decoder._repair(row, Call([], None, Interrupts(None, None), True, True))
+
+    word = decoder.guide.ll_tokenizer.decode_bytes([refused])
+    assert bytes(row.trail.text) == b'{"total": "' + number.encode() + word
+    assert row.repaired_fields == set()
+    assert row.repairs == 0
+
+
+@dataclass
+class _Step:
+    token_id: int
+
+
+def test_a_bare_number_is_taken_as_the_model_wrote_it(decoder: GuidedDecoder) -> None:
+    output = _decode(decoder, TOTALLED, '{"total": 3492.56, "n": 12}')
+
+    item = build_item("a", output, read_output(output, TOTALLED), TOTALLED)
+
+    assert item.object == {"total": 3492.56, "n": 12}
+    assert item.provenance == {"total": "model", "n": "model"}
 
 
 LISTED = _normalised(

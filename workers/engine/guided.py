@@ -21,10 +21,11 @@ caller can say where each value came from.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import ctranslate2
 import llguidance
@@ -32,35 +33,22 @@ import numpy as np
 
 from qfleet.workers.engine.chat import ChatTokenizer
 from qfleet.workers.engine.generation import EngineFinish
+from qfleet.workers.engine.guided_batch import (
+    CHUNK_ROWS,
+    Call,
+    Interrupts,
+    chunks,
+    pad_inputs,
+    to_numpy,
+)
+from qfleet.workers.engine.guided_rows import GuidedOutput, GuidedRow
 from qfleet.workers.engine.json_trail import Cut, JsonTrail, scan
 from qfleet.workers.engine.structured import MIN_STATIC_PROMPT_TOKENS, SchemaGuide
 
+# A bare number just written as an object member's value, maybe ended by a comma.
+_BARE_NUMBER = re.compile(rb": (-?[0-9][0-9.]*,?)$")
 # Bytes a repair may choose without choosing a value: the value's text still came from the model.
 _STRUCTURAL = frozenset(b' "{}[],:\n')
-
-
-@dataclass
-class GuidedRow:
-    """What to decode for one document: its prompt, schema and budget (and forced start)."""
-
-    prompt_ids: list[int]
-    schema: dict[str, Any]
-    max_new_tokens: int
-    prefix: bytes = b""  # object text already decided (a repair pass starts from it)
-
-
-@dataclass
-class GuidedOutput:
-    """One row's decoded object text and how it was obtained."""
-
-    token_ids: list[int]
-    text: str
-    finish_reason: EngineFinish
-    repairs: int
-    generate_seconds: float
-    repaired_fields: list[str] = field(default_factory=list)
-    trimmed_fields: list[str] = field(default_factory=list)
-    error: str | None = None
 
 
 @dataclass
@@ -86,6 +74,10 @@ class _Row:
     @property
     def active(self) -> bool:
         return not self.complete and self.error is None and self.finish_reason == "stop"
+
+    @property
+    def prompt_length(self) -> int:
+        return len(self.spec.prompt_ids)
 
     @property
     def remaining(self) -> int:
@@ -115,24 +107,23 @@ class _Row:
         return self.complete or self.cut is not None or self.finish_reason != "stop"
 
 
-def _to_numpy(logits: Any) -> np.ndarray:
-    # Results hold logits per hypothesis, per step; one hypothesis, one step here.
-    while isinstance(logits, list):
-        logits = logits[-1]
-    if logits.device != "cpu":
-        logits = logits.to_device(ctranslate2.Device.cpu)
-    return np.array(logits, dtype=np.float32).reshape(-1)
-
-
 class GuidedDecoder:
     """Decodes a batch of prompts into objects their schema's grammar accepts."""
 
     def __init__(
-        self, generator: ctranslate2.Generator, tokenizer: ChatTokenizer, guide: SchemaGuide
+        self,
+        generator: ctranslate2.Generator,
+        tokenizer: ChatTokenizer,
+        guide: SchemaGuide,
+        parallel: int | None = None,
     ) -> None:
         self.generator = generator
         self.tokenizer = tokenizer
         self.guide = guide
+        # Engine calls one `decode` may run at once: the replicas bulk work may use (a worker
+        # keeps its interactive replica out), else every replica the model has.
+        self.parallel = max(1, parallel or generator.num_generators)
+        self.pad_id = tokenizer.encode(" ")[-1]
 
     def decode(
         self,
@@ -142,11 +133,18 @@ class GuidedDecoder:
         static_length: int = 0,
         deadline: float | None = None,
         cancelled: Callable[[], bool] | None = None,
+        cache_static: bool = True,
+        chunk_rows: int = CHUNK_ROWS,
+        pad: bool = True,
     ) -> list[GuidedOutput]:
         """One object per row; outputs are in the order of `rows`.
 
         `static_length` leading tokens, the same in every prompt (system turn, schema, examples;
-        never the document), go to CTranslate2 as a cached static prompt. Past `deadline`
+        never the document), go to CTranslate2 as a static prompt, cached unless `cache_static`
+        is false (CTranslate2 never evicts one: a prefix that holds a document must not be
+        cached). Rows are decoded `chunk_rows` at a time, rows of similar prompt length
+        together, as many chunks at once as the model has replicas; with `pad`, each call's
+        inputs are made equally long by blank tokens after the static prompt. Past `deadline`
         (`time.monotonic()`) or once `cancelled()` is true, every unfinished row stops with
         `timeout` / `cancelled`.
         """
@@ -155,21 +153,32 @@ class GuidedDecoder:
         static = prompts[0][:static_length] if static_length >= MIN_STATIC_PROMPT_TOKENS else []
         if any(len(p) <= len(static) or p[: len(static)] != static for p in prompts):
             static = []
-        interrupted = _Interrupts(deadline, cancelled)
+        call = Call(static, sampling, Interrupts(deadline, cancelled), cache_static, pad)
+        parallel = self.parallel
+        groups = chunks(state, chunk_rows, parallel)
         started = time.perf_counter()
-        while live := [r for r in state if r.active]:
-            if (reason := interrupted()) is not None:
+        if len(groups) <= 1 or parallel <= 1:
+            for group in groups:
+                self._decode_rows(group, call)
+        else:
+            with ThreadPoolExecutor(min(len(groups), parallel), "guided") as pool:
+                list(pool.map(lambda group: self._decode_rows(group, call), groups))
+        elapsed = time.perf_counter() - started
+        return [self._output(row, elapsed) for row in state]
+
+    def _decode_rows(self, rows: list[_Row], call: Call) -> None:
+        """Speculate, cut and repair until every row of one chunk is done."""
+        while live := [r for r in rows if r.active]:
+            if (reason := call.interrupted()) is not None:
                 for row in live:
                     row.finish_reason = reason
-                break
-            self._speculate(live, static, sampling, interrupted)
+                return
+            self._speculate(live, call)
             for row in live:
                 if row.cut is not None:
                     self._apply_cut(row, row.cut)
                 elif row.refused:
-                    self._repair(row, static)
-        elapsed = time.perf_counter() - started
-        return [self._output(row, elapsed) for row in state]
+                    self._repair(row, call)
 
     def _start(self, spec: GuidedRow) -> _Row:
         # Not sort_keys: the grammar emits properties in the schema's order.
@@ -180,29 +189,26 @@ class GuidedDecoder:
         self._fast_forward(row)
         return row
 
-    def _speculate(
-        self,
-        rows: list[_Row],
-        static: list[int],
-        sampling: dict[str, float | int] | None,
-        interrupted: Callable[[], EngineFinish | None],
-    ) -> None:
+    def _speculate(self, rows: list[_Row], call: Call) -> None:
         """Let the model generate for `rows` until each is refused, cut, complete or spent."""
         for row in rows:
             row.refused, row.refused_token, row.cut = False, None, None
 
         def on_step(step: ctranslate2.GenerationStepResult) -> bool:
-            return interrupted() is not None or rows[step.batch_id].on_token(step)
+            return call.interrupted() is not None or rows[step.batch_id].on_token(step)
 
         inputs = [row.spec.prompt_ids + row.ids for row in rows]
+        if call.pad:
+            inputs = pad_inputs(inputs, len(call.static), self.pad_id)
         self.generator.generate_batch(
-            [self.tokenizer.tokens(ids[len(static) :]) for ids in inputs],
-            static_prompt=self.tokenizer.tokens(static) if static else None,
+            [self.tokenizer.tokens(ids[len(call.static) :]) for ids in inputs],
+            static_prompt=self.tokenizer.tokens(call.static) if call.static else None,
+            cache_static_prompt=call.cache_static,
             max_length=max(1, max(row.remaining for row in rows)),
             include_prompt_in_result=False,
             end_token=self.tokenizer.end_token_ids,
             callback=on_step,
-            **(sampling or {"sampling_topk": 1}),
+            **(call.sampling or {"sampling_topk": 1}),
         )
         for row in rows:
             # The engine can stop a row on an end token the grammar did not allow yet.
@@ -211,7 +217,7 @@ class GuidedDecoder:
             if row.active and row.remaining <= 0:
                 row.finish_reason = "length"
 
-    def _next_logits(self, row: _Row, static: list[int]) -> np.ndarray:
+    def _next_logits(self, row: _Row, call: Call) -> np.ndarray:
         """The model's logits for the row's next token.
 
         One row per call on purpose: in a batched call (CTranslate2 4.8) the logits handed to
@@ -220,21 +226,23 @@ class GuidedDecoder:
         repair pays for this call.
         """
         inputs = row.spec.prompt_ids + row.ids
+        static = call.static
         [result] = self.generator.generate_batch(
             [self.tokenizer.tokens(inputs[len(static) :])],
             static_prompt=self.tokenizer.tokens(static) if static else None,
+            cache_static_prompt=call.cache_static,
             max_length=1,
             include_prompt_in_result=False,
             end_token=[],
             return_logits_vocab=True,
             sampling_topk=1,
         )
-        return _to_numpy(result.logits[-1])
+        return to_numpy(result.logits[-1])
 
-    def _repair(self, row: _Row, static: list[int]) -> None:
+    def _repair(self, row: _Row, call: Call) -> None:
         """Replace the refused token with the best token the grammar allows."""
         row.refused = False
-        if self._structural_fix(row):
+        if self._requote(row) or self._structural_fix(row):
             return
         if row.trail.after_separator:
             # The model did not want another item here (it wanted null, or to stop): end the
@@ -242,7 +250,7 @@ class GuidedDecoder:
             frame = row.trail.stack[-1]
             if self._apply_cut(row, Cut(frame.cut, b"]", "repeated_item", row.trail.field)):
                 return
-        logits = self._next_logits(row, static)
+        logits = self._next_logits(row, call)
         allowed = self.guide.allowed(row.matcher)
         if not allowed.any():
             row.error = "the grammar allows no next token"
@@ -260,6 +268,25 @@ class GuidedDecoder:
         self._fast_forward(row)
         if row.active and row.remaining <= 0:
             row.finish_reason = "length"
+
+    def _requote(self, row: _Row) -> bool:
+        """A bare number the model goes on writing as text becomes that text, quoted.
+
+        `"total": 2,943.50` ends the number at its comma and `"total": 1.2万` at `万` as JSON;
+        where the field takes text too, the value is cut back to the number's start and the
+        model's own bytes are quoted (`"2,943.50`, `"1.2万`), for the reader to read.
+        """
+        token = row.refused_token
+        frame = row.trail.stack[-1] if row.trail.stack else None
+        if token is None or row.trail.in_string or frame is None or frame.kind != "object":
+            return False
+        match = _BARE_NUMBER.search(bytes(row.trail.text))
+        word = self.guide.ll_tokenizer.decode_bytes([token])
+        head = word.lstrip()[:1]
+        if match is None or not word or (head and head in b'"{}[]:,'):
+            return False
+        value = match.group(1) + word
+        return self._apply_cut(row, Cut(match.start(1), b'"' + value, "requote", None))
 
     def _structural_fix(self, row: _Row) -> bool:
         """Mend a refusal without choosing any of the value: True when that was enough.
@@ -353,21 +380,4 @@ class GuidedDecoder:
         )
 
 
-@dataclass
-class _Interrupts:
-    """The job's deadline and cancel flag, polled between tokens and repairs."""
-
-    deadline: float | None
-    cancelled: Callable[[], bool] | None
-    _asked: float = 0.0
-    _cancelled: bool = False
-
-    def __call__(self) -> EngineFinish | None:
-        now = time.monotonic()
-        if self.deadline is not None and now > self.deadline:
-            return "timeout"
-        # A cancel flag lives in Redis: asked at most every 0.2 s, not per token.
-        if self.cancelled is not None and not self._cancelled and now - self._asked > 0.2:
-            self._asked = now
-            self._cancelled = self.cancelled()
-        return "cancelled" if self._cancelled else None
+__all__ = ["GuidedDecoder", "GuidedOutput", "GuidedRow"]

@@ -20,13 +20,18 @@ _guides: dict[Path, SchemaGuide] = {}
 _guides_lock = threading.Lock()
 
 
-def guided_decoder(model: LoadedModel, model_dir: Path) -> GuidedDecoder:
-    """The guided decoder for `model`; its grammar tables are built once per model folder."""
+def guided_decoder(
+    model: LoadedModel, model_dir: Path, parallel: int | None = None
+) -> GuidedDecoder:
+    """The guided decoder for `model`; its grammar tables are built once per model folder.
+
+    `parallel`: engine calls one decode may run at once (default: every replica).
+    """
     with _guides_lock:
         guide = _guides.get(model_dir)
         if guide is None:
             guide = _guides[model_dir] = SchemaGuide(model_dir, model.tokenizer)
-    return GuidedDecoder(model.generator, model.tokenizer, guide)
+    return GuidedDecoder(model.generator, model.tokenizer, guide, parallel)
 
 
 __all__ = [

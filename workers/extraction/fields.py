@@ -61,7 +61,11 @@ def decode_schema(node: Any) -> Any:
         for key in ("enum", "format", *_NUMBER_KEYWORDS):
             out.pop(key, None)
         longest = max((len(v) for v in node.get("enum", []) if isinstance(v, str)), default=0)
-        out["type"] = ["string", "null"] if nullable else "string"
+        # Numbers may also come bare (`"total": 3492.56`): quoted-only cost a refusal, and so a
+        # new engine call, each time the model wrote one; a bare number followed by more text
+        # (`2,943.50`, `1.2万`) is quoted by the decoder (guided.py, `_requote`).
+        types = ["string", "number"] if kind in ("number", "integer") else ["string"]
+        out["type"] = [*types, "null"] if nullable else (types if len(types) > 1 else "string")
         out["maxLength"] = max(COPY_MAX_CHARS, longest + 16)
         return out
     if "anyOf" in node:
