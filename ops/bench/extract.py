@@ -262,6 +262,7 @@ def _report(
 VARIANTS: dict[str, tuple[ExtractPolicy, bool]] = {
     "kept": (ExtractPolicy(), False),
     "no-evidence": (ExtractPolicy(evidence=False), False),
+    "no-calibration": (ExtractPolicy(calibrate=False), False),
     "short-rules": (ExtractPolicy(style="fields-short", evidence=False), False),
     "schema-prompt": (ExtractPolicy(style="schema"), False),
     "forced": (ExtractPolicy(copy_values=False), False),

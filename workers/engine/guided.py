@@ -25,86 +25,28 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import ctranslate2
-import llguidance
 import numpy as np
 
 from qfleet.workers.engine.chat import ChatTokenizer
-from qfleet.workers.engine.generation import EngineFinish
 from qfleet.workers.engine.guided_batch import (
     CHUNK_ROWS,
     Call,
     Interrupts,
+    StepLogits,
     chunks,
     pad_inputs,
     to_numpy,
 )
-from qfleet.workers.engine.guided_rows import GuidedOutput, GuidedRow
-from qfleet.workers.engine.json_trail import Cut, JsonTrail, scan
+from qfleet.workers.engine.guided_rows import GuidedOutput, GuidedRow, RowState
+from qfleet.workers.engine.json_trail import Cut, scan
 from qfleet.workers.engine.structured import MIN_STATIC_PROMPT_TOKENS, SchemaGuide
 
 # A bare number just written as an object member's value, maybe ended by a comma.
 _BARE_NUMBER = re.compile(rb": (-?[0-9][0-9.]*,?)$")
 # Bytes a repair may choose without choosing a value: the value's text still came from the model.
 _STRUCTURAL = frozenset(b' "{}[],:\n')
-
-
-@dataclass
-class _Row:
-    """Decoding state of one document."""
-
-    spec: GuidedRow
-    matcher: llguidance.LLMatcher
-    ll: llguidance.LLTokenizer
-    ids: list[int] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)  # byte offset after each token
-    trail: JsonTrail = field(default_factory=JsonTrail)
-    repairs: int = 0
-    refused: bool = False
-    refused_token: int | None = None
-    cut: Cut | None = None
-    complete: bool = False
-    finish_reason: EngineFinish = "stop"
-    repaired_fields: set[str] = field(default_factory=set)
-    trimmed_fields: set[str] = field(default_factory=set)
-    error: str | None = None
-
-    @property
-    def active(self) -> bool:
-        return not self.complete and self.error is None and self.finish_reason == "stop"
-
-    @property
-    def prompt_length(self) -> int:
-        return len(self.spec.prompt_ids)
-
-    @property
-    def remaining(self) -> int:
-        return self.spec.max_new_tokens - len(self.ids)
-
-    def accept(self, tokens: Sequence[int]) -> Cut | None:
-        """Append tokens the matcher already consumed; mark the row complete when it is."""
-        cut = None
-        for token in tokens:
-            self.ids.append(token)
-            cut = self.trail.feed(self.ll.decode_bytes([token])) or cut
-            self.ends.append(len(self.trail.text))
-        if self.matcher.is_accepting():
-            self.complete = True
-        return cut
-
-    def on_token(self, step: ctranslate2.GenerationStepResult) -> bool:
-        """The speculation callback; True stops this row in the current call."""
-        if not self.active or self.remaining <= 0:
-            return True
-        if self.matcher.try_consume_tokens([step.token_id]) != 1:
-            self.refused, self.refused_token = True, step.token_id
-            return True
-        self.cut = self.accept([step.token_id])
-        if self.remaining <= 0 and not self.complete:
-            self.finish_reason = "length"
-        return self.complete or self.cut is not None or self.finish_reason != "stop"
 
 
 class GuidedDecoder:
@@ -154,6 +96,7 @@ class GuidedDecoder:
         if any(len(p) <= len(static) or p[: len(static)] != static for p in prompts):
             static = []
         call = Call(static, sampling, Interrupts(deadline, cancelled), cache_static, pad)
+        self._priors(rows, call)
         parallel = self.parallel
         groups = chunks(state, chunk_rows, parallel)
         started = time.perf_counter()
@@ -166,7 +109,15 @@ class GuidedDecoder:
         elapsed = time.perf_counter() - started
         return [self._output(row, elapsed) for row in state]
 
-    def _decode_rows(self, rows: list[_Row], call: Call) -> None:
+    def _priors(self, rows: Sequence[GuidedRow], call: Call) -> None:
+        """Each choice's document-free scores: one one-row call per distinct choice."""
+        seen: set[int] = set()
+        for choice in (c for row in rows for c in row.choices.values()):
+            if id(choice) not in seen and choice.prior is None:
+                seen.add(id(choice))
+                choice.set_prior(self._logits_of(choice.prior_prompt, call))
+
+    def _decode_rows(self, rows: list[RowState], call: Call) -> None:
         """Speculate, cut and repair until every row of one chunk is done."""
         while live := [r for r in rows if r.active]:
             if (reason := call.interrupted()) is not None:
@@ -175,31 +126,40 @@ class GuidedDecoder:
                 return
             self._speculate(live, call)
             for row in live:
-                if row.cut is not None:
+                if row.forced is not None:
+                    forced, row.forced = row.forced, None
+                    if not self._force(row, forced):
+                        row.error = "the grammar refused a schema option"
+                    self._fast_forward(row)
+                elif row.cut is not None:
                     self._apply_cut(row, row.cut)
                 elif row.refused:
                     self._repair(row, call)
 
-    def _start(self, spec: GuidedRow) -> _Row:
+    def _start(self, spec: GuidedRow) -> RowState:
         # Not sort_keys: the grammar emits properties in the schema's order.
         grammar = self.guide.grammar(json.dumps(spec.schema))
-        row = _Row(spec=spec, matcher=self.guide.matcher(grammar), ll=self.guide.ll_tokenizer)
+        row = RowState(spec=spec, matcher=self.guide.matcher(grammar), ll=self.guide.ll_tokenizer)
         if spec.prefix and not self._force(row, spec.prefix):
             row.error = "the grammar refused the decided prefix"
         self._fast_forward(row)
         return row
 
-    def _speculate(self, rows: list[_Row], call: Call) -> None:
+    def _speculate(self, rows: list[RowState], call: Call) -> None:
         """Let the model generate for `rows` until each is refused, cut, complete or spent."""
         for row in rows:
             row.refused, row.refused_token, row.cut = False, None, None
 
-        def on_step(step: ctranslate2.GenerationStepResult) -> bool:
-            return call.interrupted() is not None or rows[step.batch_id].on_token(step)
-
         inputs = [row.spec.prompt_ids + row.ids for row in rows]
         if call.pad:
             inputs = pad_inputs(inputs, len(call.static), self.pad_id)
+        # Step logits line up with rows only when the inputs are equally long.
+        choosing = any(r.spec.choices for r in rows) and len({len(i) for i in inputs}) == 1
+        on_step = StepLogits(rows) if choosing else None
+
+        def on_step_plain(step: ctranslate2.GenerationStepResult) -> bool:
+            return call.interrupted() is not None or rows[step.batch_id].on_token(step)
+
         self.generator.generate_batch(
             [self.tokenizer.tokens(ids[len(call.static) :]) for ids in inputs],
             static_prompt=self.tokenizer.tokens(call.static) if call.static else None,
@@ -207,7 +167,8 @@ class GuidedDecoder:
             max_length=max(1, max(row.remaining for row in rows)),
             include_prompt_in_result=False,
             end_token=self.tokenizer.end_token_ids,
-            callback=on_step,
+            callback=on_step_plain if on_step is None else on_step.callback(call),
+            return_logits_vocab=choosing,
             **(call.sampling or {"sampling_topk": 1}),
         )
         for row in rows:
@@ -217,7 +178,7 @@ class GuidedDecoder:
             if row.active and row.remaining <= 0:
                 row.finish_reason = "length"
 
-    def _next_logits(self, row: _Row, call: Call) -> np.ndarray:
+    def _next_logits(self, row: RowState, call: Call) -> np.ndarray:
         """The model's logits for the row's next token.
 
         One row per call on purpose: in a batched call (CTranslate2 4.8) the logits handed to
@@ -225,8 +186,11 @@ class GuidedDecoder:
         in length, while a single row's are exact. Speculation runs without logits, so only a
         repair pays for this call.
         """
-        inputs = row.spec.prompt_ids + row.ids
-        static = call.static
+        return self._logits_of(row.spec.prompt_ids + row.ids, call)
+
+    def _logits_of(self, inputs: list[int], call: Call) -> np.ndarray:
+        """The model's logits for the token after `inputs` (one row: exact)."""
+        static = call.static if inputs[: len(call.static)] == call.static else []
         [result] = self.generator.generate_batch(
             [self.tokenizer.tokens(inputs[len(static) :])],
             static_prompt=self.tokenizer.tokens(static) if static else None,
@@ -239,7 +203,7 @@ class GuidedDecoder:
         )
         return to_numpy(result.logits[-1])
 
-    def _repair(self, row: _Row, call: Call) -> None:
+    def _repair(self, row: RowState, call: Call) -> None:
         """Replace the refused token with the best token the grammar allows."""
         row.refused = False
         if self._requote(row) or self._structural_fix(row):
@@ -269,7 +233,7 @@ class GuidedDecoder:
         if row.active and row.remaining <= 0:
             row.finish_reason = "length"
 
-    def _requote(self, row: _Row) -> bool:
+    def _requote(self, row: RowState) -> bool:
         """A bare number the model goes on writing as text becomes that text, quoted.
 
         `"total": 2,943.50` ends the number at its comma and `"total": 1.2万` at `万` as JSON;
@@ -288,7 +252,7 @@ class GuidedDecoder:
         value = match.group(1) + word
         return self._apply_cut(row, Cut(match.start(1), b'"' + value, "requote", None))
 
-    def _structural_fix(self, row: _Row) -> bool:
+    def _structural_fix(self, row: RowState) -> bool:
         """Mend a refusal without choosing any of the value: True when that was enough.
 
         The bytes the grammar forces next (a string's opening quote a multi-byte token could not
@@ -313,13 +277,13 @@ class GuidedDecoder:
         self._take(row, tokens)
         return True
 
-    def _take(self, row: _Row, tokens: Sequence[int]) -> None:
+    def _take(self, row: RowState, tokens: Sequence[int]) -> None:
         """Accept tokens the matcher consumed, and act on a repeat or loop they complete."""
         cut = row.accept(tokens)
         if cut is not None and row.active:
             self._apply_cut(row, cut)
 
-    def _apply_cut(self, row: _Row, cut: Cut) -> bool:
+    def _apply_cut(self, row: RowState, cut: Cut) -> bool:
         """Cut the row back to `cut.offset` bytes and force `cut.then`; False if not allowed."""
         keep = sum(1 for end in row.ends if end <= cut.offset)
         start = row.ends[keep - 1] if keep else 0
@@ -345,7 +309,7 @@ class GuidedDecoder:
         self._fast_forward(row)
         return True
 
-    def _force(self, row: _Row, text: bytes) -> bool:
+    def _force(self, row: RowState, text: bytes) -> bool:
         tokens = self.guide.ll_tokenizer.tokenize_bytes(text)[: row.remaining]
         trial = row.matcher.deep_copy()
         if not tokens or trial.try_consume_tokens(tokens) != len(tokens):
@@ -354,7 +318,7 @@ class GuidedDecoder:
         self._take(row, tokens)
         return True
 
-    def _fast_forward(self, row: _Row) -> None:
+    def _fast_forward(self, row: RowState) -> None:
         """Append the tokens the grammar forces next (keys, separators): no model call needed."""
         if not row.active:
             return
@@ -362,7 +326,7 @@ class GuidedDecoder:
         if forced and row.matcher.consume_tokens(forced):
             self._take(row, forced)
 
-    def _output(self, row: _Row, elapsed: float) -> GuidedOutput:
+    def _output(self, row: RowState, elapsed: float) -> GuidedOutput:
         # Decode bytes, not skip-special text: the grammar allows only JSON bytes anyway.
         text = bytes(row.trail.text).decode("utf-8", errors="replace")
         finish = row.finish_reason
@@ -377,6 +341,7 @@ class GuidedDecoder:
             repaired_fields=sorted(row.repaired_fields),
             trimmed_fields=sorted(row.trimmed_fields),
             error=row.error,
+            chosen=dict(row.chosen),
         )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -93,3 +93,39 @@ class Interrupts:
             self._asked = now
             self._cancelled = self.cancelled()
         return "cancelled" if self._cancelled else None
+
+
+class StepLogits:
+    """A speculation callback that hands each row its own logits of the step.
+
+    CTranslate2 gives the logits of every row still decoding, in batch order, to the first such
+    row's callback (the others get none); a row leaves the batch once its callback stops it or
+    it ends. `rows[n].on_token(step, logits)` gets its row of them, converted only when the row
+    is at a choice (`at_choice`).
+    """
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.rows = rows
+        self.alive = list(range(len(rows)))  # the rows of this step's logits, in order
+        self.leaving: set[int] = set()  # rows that leave the batch after this step
+        self.logits: np.ndarray | None = None
+
+    def callback(self, call: Call) -> Callable[[ctranslate2.GenerationStepResult], bool]:
+        def on_step(step: ctranslate2.GenerationStepResult) -> bool:
+            batch_id = int(step.batch_id)
+            if step.logits.shape and step.logits.shape[0]:  # a new step's first row
+                self.alive = [n for n in self.alive if n not in self.leaving]
+                self.leaving.clear()
+                self.logits = None
+                fits = step.logits.shape[0] == len(self.alive)
+                if fits and any(self.rows[n].at_choice() for n in self.alive):
+                    self.logits = np.array(step.logits, dtype=np.float32)
+            mine = None
+            if self.logits is not None and batch_id in self.alive:
+                mine = self.logits[self.alive.index(batch_id)]
+            stop = call.interrupted() is not None or self.rows[batch_id].on_token(step, mine)
+            if stop or step.is_last:
+                self.leaving.add(batch_id)
+            return bool(stop)
+
+        return on_step

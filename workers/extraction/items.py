@@ -111,6 +111,10 @@ def read_output(output: GuidedOutput, schema: dict[str, Any]) -> Reading:
     for key in output.trimmed_fields:
         if reading.provenance.get(key) == "model":
             reading.provenance[key] = "normalised"
+    for key, note in output.chosen.items():
+        if reading.provenance.get(key) == "model":
+            reading.provenance[key] = "normalised"
+            reading.notes[key] = "; ".join(n for n in (reading.notes.get(key), note) if n)
     return reading
 
 

@@ -25,8 +25,10 @@ from qfleet.tasks.settings import Settings
 from qfleet.workers.engine.chat import ChatTokenizer
 from qfleet.workers.engine.generation import Sampling
 from qfleet.workers.engine.guided import GuidedDecoder, GuidedOutput, GuidedRow
+from qfleet.workers.engine.guided_choice import Choice
 from qfleet.workers.engine.model import LoadedModel
 from qfleet.workers.engine.structured import MIN_STATIC_PROMPT_TOKENS
+from qfleet.workers.extraction.choices import closed_choices
 from qfleet.workers.extraction.evidence import check_evidence
 from qfleet.workers.extraction.fields import decode_schema, properties
 from qfleet.workers.extraction.items import (
@@ -50,12 +52,15 @@ class ExtractPolicy:
     under their own constraint (else left out, and the item is incomplete). `evidence`: read
     values held to the document (`evidence.py`: an ungrounded nullable string becomes null, a
     list the document writes together is split, the currency agrees with the amounts).
+    `calibrate`: booleans and word enums decided by the model's scores weighed against its
+    document-free scores (`choices.py`), not by its habit of writing the first option.
     """
 
     style: PromptStyle = DEFAULT_STYLE
     copy_values: bool = True
     repair_pass: bool = True
     evidence: bool = True
+    calibrate: bool = True
 
 
 def run_extract(
@@ -91,6 +96,8 @@ def run_extract(
         static_length = 0  # one prefix too many for CTranslate2's static-prompt cache
     fits = _fitting(job, prompts, rejected, model, settings)
     run = _Decoding(decoder, job, validator, static_length, policy, (deadline, cancelled))
+    if policy.calibrate and policy.copy_values:
+        run.choices = closed_choices(job, model.tokenizer, style)
     decoded = run.decode(
         [p for p, ok in zip(prompts, fits, strict=True) if ok],
         [t for t, ok in zip(texts, fits, strict=True) if ok],
@@ -171,12 +178,15 @@ class _Decoding:
         self.static_length, self.policy = static_length, policy
         self.deadline, self.cancelled = interrupts
         self.relaxed = decode_schema(job.json_schema) if policy.copy_values else job.json_schema
+        self.choices: dict[str, Choice] = {}
         self.seconds = 0.0
 
     def decode(self, prompts: list[list[int]], documents: list[str]) -> list[ExtractItem]:
         if not prompts:
             return []
-        rows = [GuidedRow(p, self.relaxed, self.job.max_tokens) for p in prompts]
+        rows = [
+            GuidedRow(p, self.relaxed, self.job.max_tokens, choices=self.choices) for p in prompts
+        ]
         outputs = self._run(rows)
         readings = [self._read(o, d) for o, d in zip(outputs, documents, strict=True)]
         again = [
@@ -230,9 +240,8 @@ class _Decoding:
             k: props[k] if k in reading.unreadable else v
             for k, v in self.relaxed["properties"].items()
         }
-        return GuidedRow(prompt, schema, self.job.max_tokens, prefix.encode("utf-8")), set(
-            reading.unreadable
-        )
+        row = GuidedRow(prompt, schema, self.job.max_tokens, prefix.encode(), self.choices)
+        return row, set(reading.unreadable)
 
     def _merge(
         self, first: GuidedOutput, output: GuidedOutput, constrained: set[str], document: str
