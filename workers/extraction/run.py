@@ -102,6 +102,19 @@ def run_extract(
         [p for p, ok in zip(prompts, fits, strict=True) if ok],
         [t for t, ok in zip(texts, fits, strict=True) if ok],
     )
+    items = _items(job, (prompts, fits, rejected), decoded, model, settings)
+    return _result(job, items, model, worker, (submitted_at, started, run.seconds))
+
+
+def _items(
+    job: ExtractJob,
+    planned: tuple[list[list[int]], list[bool], dict[str, str]],
+    decoded: list[ExtractItem],
+    model: LoadedModel,
+    settings: Settings,
+) -> list[ExtractItem]:
+    """One item per document, in order: decoded, or failed with the reason it was not."""
+    prompts, fits, rejected = planned
     items = []
     for document, prompt, ok in zip(job.documents, prompts, fits, strict=True):
         if document.id in rejected:
@@ -113,7 +126,7 @@ def run_extract(
         else:
             items.append(decoded.pop(0).model_copy(update={"id": document.id}))
         items[-1] = items[-1].model_copy(update={"prompt_tokens": len(prompt)})
-    return _result(job, items, model, worker, (submitted_at, started, run.seconds))
+    return items
 
 
 def _fitting(
