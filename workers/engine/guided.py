@@ -76,7 +76,7 @@ class GuidedDecoder:
         deadline: float | None = None,
         cancelled: Callable[[], bool] | None = None,
         cache_static: bool = True,
-        chunk_rows: int = CHUNK_ROWS,
+        chunk_rows: int | None = None,
         pad: bool = True,
     ) -> list[GuidedOutput]:
         """One object per row; outputs are in the order of `rows`.
@@ -98,6 +98,9 @@ class GuidedDecoder:
         call = Call(static, sampling, Interrupts(deadline, cancelled), cache_static, pad)
         self._priors(rows, call)
         parallel = self.parallel
+        # The step-cost cliff past 8 rows is a CPU one: a GPU takes the job's rows in one call.
+        if chunk_rows is None:
+            chunk_rows = CHUNK_ROWS if self.generator.device == "cpu" else 0
         groups = chunks(state, chunk_rows, parallel)
         started = time.perf_counter()
         if len(groups) <= 1 or parallel <= 1:
