@@ -246,3 +246,24 @@ def test_a_number_the_document_writes_or_with_two_candidates_is_kept() -> None:
     two = _read({"total": "1200"}, "Totals of 12 and 120 euros.")
 
     assert written.values["total"] == spelt.values["total"] == two.values["total"] == 1200
+
+
+def test_a_date_the_document_never_states_takes_the_one_a_part_off_else_null() -> None:
+    slipped = _read_with(
+        DATES, {"issued": "2025-09-12"}, "王丽华，1994年09月12日出生。日期：2025/2/11"
+    )
+    invented = _read_with(
+        DATES, {"issued": "2020-07-06", "due": "2020-07-10"}, "Issued 2020-07-06, sent 2020-07-07."
+    )
+
+    assert (slipped.values["issued"], slipped.provenance["issued"]) == ("1994-09-12", "repaired")
+    assert (invented.values["due"], invented.provenance["due"]) == (None, "repaired")
+
+
+def test_a_stated_date_or_one_near_several_stated_dates_is_kept() -> None:
+    stated = _read_with(DATES, {"issued": "2020-07-06"}, "Issued 6 July 2020.")
+    ambiguous = _read_with(DATES, {"issued": "2019-06-28"}, "Signed 2019-05-28, from 2019-06-11.")
+
+    assert stated.values["issued"] == "2020-07-06"
+    assert stated.provenance["issued"] == "model"
+    assert ambiguous.values["issued"] == "2019-06-28"  # a required date is never nulled

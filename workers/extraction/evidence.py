@@ -24,6 +24,8 @@ The model copies values; these checks hold the copies to the document and to eac
   other option the document does name (`lease` → `employment`), `repaired`.
 - A number the document never writes, a power of ten off the one figure it does write (the
   model converted `1.2 million` itself), takes the document's figure, `repaired`.
+- A date the document never states takes the one stated date a single part off it; with none,
+  a nullable date becomes null. `repaired`.
 """
 
 from __future__ import annotations
@@ -68,10 +70,13 @@ def check_evidence(reading: Reading, schema: dict[str, Any], document: str) -> N
             _split_items(reading, key, node, doc)
     _agree_currency(reading, props)
     _ground_currencies(reading, props, document)
-    _one_occurrence_one_field(reading, props, document)
+    stated = date_mentions(document)
     for key, node in props.items():
         if _kind(node) in ("number", "integer") and _copied(reading, key) not in doc:
             _rescale(reading, key, document)
+        elif _kind(node) == "date" and _copied(reading, key) not in doc:
+            _unstated_date(reading, key, node, stated)
+    _one_occurrence_one_field(reading, props, document)
     for key, node in props.items():
         if key in reading.values and key not in reading.unreadable:
             _named_option(reading, key, node, doc)
@@ -301,6 +306,29 @@ def _rescale(reading: Reading, key: str, document: str) -> None:
         reading.values[key] = int(number) if number == int(number) else number
         reading.provenance[key] = "repaired"
         _note(reading, key, f"the document writes {number:g}, not {value:g}; read from it")
+
+
+def _unstated_date(reading: Reading, key: str, node: dict[str, Any], stated: list[str]) -> None:
+    """A date the document never states, in any spelling: the one a part off it, else null.
+
+    The model slipped on a year, month or day (`2025-09-12` where the profile says
+    `1994年09月12日`): the one stated date that differs from it in a single part is taken. With
+    no such date (or several), a nullable date becomes null, as an ungrounded string does.
+    """
+    value = reading.values.get(key)
+    parts = value.split("-") if isinstance(value, str) else []
+    if len(parts) != 3 or value in stated:
+        return
+    near = {d for d in stated if sum(a != b for a, b in zip(d.split("-"), parts, strict=True)) == 1}
+    if len(near) == 1:
+        reading.values[key] = near.pop()
+        _note(reading, key, f"{value} is not stated; the document's {reading.values[key]}")
+    elif nullable(node):
+        reading.values[key] = None
+        _note(reading, key, f"the document states no {value}; null")
+    else:
+        return
+    reading.provenance[key] = "repaired"
 
 
 def _names(option: str, doc: str) -> bool:
