@@ -43,6 +43,7 @@ def recording(store: dict[str, dict[str, Any]]) -> Iterator[None]:
             "token_ids": len(output.token_ids),
             "repaired_fields": list(output.repaired_fields),
             "trimmed_fields": list(output.trimmed_fields),
+            "chosen": dict(output.chosen),
             "error": output.error,
             "constrained": seen["unreadable"] if seen else [],
             "unreadable": sorted(reading.unreadable),
@@ -77,7 +78,7 @@ def reread(
             token_ids=[0] * row["token_ids"], text=row["text"],
             finish_reason=row["finish_reason"], repairs=row["repairs"], generate_seconds=0.0,
             repaired_fields=row["repaired_fields"], trimmed_fields=row["trimmed_fields"],
-            error=row["error"],
+            error=row["error"], chosen=row.get("chosen", {}),
         )  # fmt: skip
         reading = read_output(output, schema)
         if evidence:
