@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from ops.bench.extract_devset import load
+from ops.bench.extract_reread import recording, reread
+from ops.bench.extract_reread import save as save_rows
 from ops.bench.extract_same_tokens import Layout, generate_exactly
 from ops.bench.extract_schemas import SCHEMAS
 from ops.bench.extract_score import Score, parse_plain, score
@@ -267,36 +269,47 @@ VARIANTS: dict[str, tuple[ExtractPolicy, bool]] = {
     "schema-prompt": (ExtractPolicy(style="schema"), False),
     "forced": (ExtractPolicy(copy_values=False), False),
     "example": (ExtractPolicy(), True),
+    "reminder": (ExtractPolicy(style="fields-reminder"), False),
 }
 
 
 def run_ablation(
-    model_dir: Path, records: list[dict[str, Any]], layout: Layout, names: list[str]
-) -> dict[str, Any]:
-    """`run_extract` in process under each policy variant, on the same documents."""
+    model_dir: Path, records: list[dict[str, Any]], layout: Layout, names: list[str],
+    plain: bool = True, save: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """`run_extract` in process under each policy variant, on the same documents.
+
+    `save`: the last variant's decoded rows are written there for `--reread`.
+    """
     variants = {name: VARIANTS[name] for name in names}
     model = load_model(model_dir, layout.options())
     decoder = guided_decoder(model, model_dir)
     outputs: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
+    store: dict[str, dict[str, Any]] = {}
     try:
-        started = time.perf_counter()
-        plain = plain_in_process(model, records)
-        seconds["plain prompting (no grammar)"] = time.perf_counter() - started
-        outputs["plain prompting (no grammar)"] = plain
-        outputs["plain, read like guided"] = read_plain(records, plain)
+        if plain:
+            started = time.perf_counter()
+            answers = plain_in_process(model, records)
+            seconds["plain prompting (no grammar)"] = time.perf_counter() - started
+            outputs["plain prompting (no grammar)"] = answers
+            outputs["plain, read like guided"] = read_plain(records, answers)
         for name, (policy, example) in variants.items():
             outputs[name], seconds[name] = {}, 0.0
+            store.clear()
             for schema, group in _by_schema(records).items():
                 started = time.perf_counter()
-                result = run_extract(
-                    model, decoder, _job(group, schema, example), submitted_at=None,
-                    worker="bench", policy=policy,
-                )  # fmt: skip
+                with recording(store):
+                    result = run_extract(
+                        model, decoder, _job(group, schema, example), submitted_at=None,
+                        worker="bench", policy=policy,
+                    )  # fmt: skip
                 seconds[name] += time.perf_counter() - started
                 outputs[name].update({i.id: i.model_dump() for i in result.items})
     finally:
         model.close()
+    if save is not None:
+        save_rows(save, records, store)
     return _report(model_dir.name, records, outputs, seconds)
 
 
@@ -327,13 +340,23 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--ablation", action="store_true", help="policy variants, in process")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="ablation variants")
+    parser.add_argument("--no-plain", action="store_true", help="ablation without plain")
+    parser.add_argument("--save", type=Path, help="ablation: keep decoded rows for --reread")
+    parser.add_argument("--reread", type=Path, help="read saved rows again, no model")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     records = pick(load(), args.docs)
     model_dir = args.model_dir or default_model_dir()
     try:
-        if args.ablation:
-            figures = run_ablation(model_dir, records, args.layout, args.variants.split(","))
+        if args.reread:
+            outputs = {"re-read, no evidence": reread(args.reread, records, evidence=False)}
+            outputs["re-read"] = reread(args.reread, records)
+            figures = _report("saved rows", records, outputs, {})
+        elif args.ablation:
+            figures = run_ablation(
+                model_dir, records, args.layout, args.variants.split(","),
+                plain=not args.no_plain, save=args.save,
+            )  # fmt: skip
         else:
             figures = run_fleet(model_dir, records, args.layout)
     except Exception as exc:  # a stage that could not run fails the benchmark
@@ -343,7 +366,7 @@ def main() -> None:
         print(json.dumps(figures, indent=2, ensure_ascii=False))
     else:
         _print(figures)
-        for method in ("guided", "kept"):
+        for method in ("guided", "kept", "re-read"):
             if method in figures:
                 wrong = json.dumps(figures[method]["wrong_by_field"])
                 print(f"{method}, wrong by field: {wrong}")

@@ -116,3 +116,154 @@ def test_a_nullable_currency_the_document_never_shows_becomes_null() -> None:
     assert (unstated.values["currency"], unstated.provenance["currency"]) == (None, "repaired")
     assert stated.values["currency"] == "USD"
     assert yen.values["currency"] == "JPY"  # ¥ is yen too where yuan is not allowed
+
+
+DATES: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "issued": {"type": "string", "format": "date"},
+        "due": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
+        "ends": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
+        "kind": {"type": "string", "enum": ["lease", "employment", "service"]},
+    },
+}
+
+
+def _read_with(schema: dict[str, Any], obj: dict[str, Any], document: str) -> Reading:
+    output = GuidedOutput([], json.dumps(obj, ensure_ascii=False), "stop", 0, 0.0)
+    reading = read_output(output, schema)
+    check_evidence(reading, schema, document)
+    return reading
+
+
+def test_a_nullable_field_copying_text_written_once_for_another_field_becomes_null() -> None:
+    reading = _read_with(
+        DATES,
+        {"issued": "March 5, 2024", "due": "March 5, 2024"},
+        "Invoice issued March 5, 2024. Payable on receipt.",
+    )
+
+    assert reading.values["issued"] == "2024-03-05"  # the field that must have a value keeps it
+    assert (reading.values["due"], reading.provenance["due"]) == (None, "repaired")
+    assert "once" in reading.notes["due"]
+
+
+def test_text_written_twice_or_shared_by_nullable_fields_only_is_kept() -> None:
+    twice = _read_with(
+        DATES,
+        {"issued": "March 5, 2024", "due": "March 5, 2024"},
+        "Issued March 5, 2024 and due March 5, 2024.",
+    )
+    nullable_only = _read_with(
+        DATES, {"due": "May 1, 2024", "ends": "May 1, 2024"}, "Runs until May 1, 2024."
+    )
+
+    assert twice.values["due"] == "2024-03-05"
+    assert nullable_only.values["due"] == nullable_only.values["ends"] == "2024-05-01"
+
+
+def test_items_joined_by_a_conjunction_split_when_the_document_names_them_apart() -> None:
+    english = _read(
+        {"languages": ["Infineon and BMW Group"]},
+        "Partners: Infineon and BMW Group. Infineon supplies chips; BMW Group builds cars.",
+    )
+    chinese = _read(
+        {"languages": ["蔚来汽车和合肥建投"]},
+        "蔚来汽车和合肥建投签约。蔚来汽车表示，合肥建投将出资。",
+    )
+
+    assert english.values["languages"] == ["Infineon", "BMW Group"]
+    assert chinese.values["languages"] == ["蔚来汽车", "合肥建投"]
+    assert chinese.provenance["languages"] == "normalised"
+
+
+def test_a_joined_name_the_document_never_writes_apart_is_kept_whole() -> None:
+    reading = _read(
+        {"languages": ["Marks and Spencer", "人力资源和社会保障部"]},
+        "Marks and Spencer and 人力资源和社会保障部 met. Marks said little.",
+    )
+
+    assert reading.values["languages"] == ["Marks and Spencer", "人力资源和社会保障部"]
+
+
+def test_an_enum_the_document_never_names_takes_the_one_option_it_does_name() -> None:
+    reading = _read_with(DATES, {"kind": "lease"}, "Agreement: Employment Contract")
+
+    assert (reading.values["kind"], reading.provenance["kind"]) == ("employment", "repaired")
+
+
+def test_an_enum_the_document_names_or_with_several_named_options_is_kept() -> None:
+    named = _read_with(DATES, {"kind": "lease"}, "Lease and employment terms")
+    several = _read_with(DATES, {"kind": "lease"}, "Employment and service terms")
+    none = _read_with(DATES, {"kind": "lease"}, "租赁合同")
+
+    assert named.values["kind"] == several.values["kind"] == none.values["kind"] == "lease"
+
+
+def test_a_date_stated_once_in_another_spelling_is_still_one_occurrence() -> None:
+    reading = _read_with(
+        DATES,
+        {"issued": "the 17th of October 2022", "due": "2022-10-17"},
+        "Issued the 17th of October 2022. Payable on receipt.",
+    )
+
+    assert reading.values["issued"] == "2022-10-17"
+    assert reading.values["due"] is None
+
+
+def test_a_copy_a_character_off_takes_the_documents_spelling() -> None:
+    reading = _read(
+        {"name": "北京市嘉禾餐饮管理有限公司", "languages": ["上海经信委", "华为"]},
+        "开票单位: 北京嘉禾餐饮管理有限公司。上海市经信委、华为在上海举行相关活动。",
+    )
+
+    assert reading.values["name"] == "北京嘉禾餐饮管理有限公司"
+    assert reading.values["languages"] == ["上海市经信委", "华为"]
+    assert reading.provenance["name"] == reading.provenance["languages"] == "repaired"
+
+
+def test_copies_far_from_any_passage_or_near_two_are_not_respelt() -> None:
+    reading = _read(
+        {"name": "Harbour Lane Supply Company", "languages": ["Gamma", "Dutch"]},
+        "Harbor Lane Supplies Ltd. Teams Gamme and Gammy. Speaks Dutch.",
+    )
+
+    assert reading.values["name"] == "Harbour Lane Supply Company"  # many edits away
+    assert reading.values["languages"] == ["Gamma", "Dutch"]  # two passages one edit away
+
+
+def test_a_number_a_power_of_ten_off_the_documents_only_amount_is_read_from_it() -> None:
+    reading = _read({"total": "1200000000"}, "Signed 2022-12-12; the value is EUR 1.2 million.")
+    chinese = _read({"total": "3500000000"}, "合同金额: 35万RMB, 期限: 24个月")
+
+    assert (reading.values["total"], reading.provenance["total"]) == (1200000, "repaired")
+    assert chinese.values["total"] == 350000
+
+
+def test_a_number_the_document_writes_or_with_two_candidates_is_kept() -> None:
+    written = _read({"total": "1,200"}, "Total 1,200 euros, 12 items.")
+    spelt = _read({"total": "1200"}, "Total 1,200 euros; 120 were paid.")
+    two = _read({"total": "1200"}, "Totals of 12 and 120 euros.")
+
+    assert written.values["total"] == spelt.values["total"] == two.values["total"] == 1200
+
+
+def test_a_date_the_document_never_states_takes_the_one_a_part_off_else_null() -> None:
+    slipped = _read_with(
+        DATES, {"issued": "2025-09-12"}, "王丽华，1994年09月12日出生。日期：2025/2/11"
+    )
+    invented = _read_with(
+        DATES, {"issued": "2020-07-06", "due": "2020-07-10"}, "Issued 2020-07-06, sent 2020-07-07."
+    )
+
+    assert (slipped.values["issued"], slipped.provenance["issued"]) == ("1994-09-12", "repaired")
+    assert (invented.values["due"], invented.provenance["due"]) == (None, "repaired")
+
+
+def test_a_stated_date_or_one_near_several_stated_dates_is_kept() -> None:
+    stated = _read_with(DATES, {"issued": "2020-07-06"}, "Issued 6 July 2020.")
+    ambiguous = _read_with(DATES, {"issued": "2019-06-28"}, "Signed 2019-05-28, from 2019-06-11.")
+
+    assert stated.values["issued"] == "2020-07-06"
+    assert stated.provenance["issued"] == "model"
+    assert ambiguous.values["issued"] == "2019-06-28"  # a required date is never nulled

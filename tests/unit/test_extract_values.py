@@ -9,7 +9,9 @@ import pytest
 from qfleet.workers.extraction.fields import decode_schema, read_value
 from qfleet.workers.extraction.values import (
     UnreadableError,
+    date_mentions,
     match_enum,
+    number_mentions,
     parse_date,
     parse_number,
 )
@@ -150,3 +152,21 @@ def test_null_written_as_text_reads_as_null_only_where_null_is_allowed(text: str
     assert reading.value is None
     assert reading.changed
     assert read_value(text, {"type": "string"}).value == text
+
+
+def test_date_mentions_find_every_spelling_in_running_text() -> None:
+    text = (
+        "Issued March 13, 2025; the 17th of October 2022, 2024年3月5日, 2024/3/5, Aug. 1, 2022, "
+        "1 Aug 2022, 二〇二三年四月五日 and 2025-09-09. Ref 12-99-7 is no date."
+    )
+
+    assert date_mentions(text) == [
+        "2025-03-13", "2022-10-17", "2024-03-05", "2024-03-05", "2022-08-01", "2022-08-01",
+        "2023-04-05", "2025-09-09",
+    ]  # fmt: skip
+
+
+def test_number_mentions_read_scale_words_and_leave_dates_out() -> None:
+    text = "Value EUR 1.2 million, 35万RMB, signed 2022-12-12, US$18,225.60 and 300 people."
+
+    assert number_mentions(text) == [1200000.0, 350000.0, 18225.6, 300.0]

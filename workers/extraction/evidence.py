@@ -14,19 +14,41 @@ The model copies values; these checks hold the copies to the document and to eac
   one currency and the field says another (or null), the amount's mark wins; `normalised`, with
   a note. A nullable currency the document shows no sign of (no mark, word or code: the model
   wrote `USD` for an article with no amount) becomes null, `repaired`.
+- A free-text string (or list item) that does not occur in the document but is within an edit or
+  two of exactly one passage of it takes that passage's spelling (`nearest.py`), `repaired`.
+- One occurrence, one field: a nullable field holding the value a non-nullable field holds, where
+  the document states that value once (a date in any spelling; other values by the copied
+  text), becomes null, `repaired`: the issue date copied again as the due date.
+- `X and Y` / `X和Y` in one list item is split when the document also names X and Y apart.
+- A string enum answered with its first option, which the document never names, takes the one
+  other option the document does name (`lease` → `employment`), `repaired`.
+- A number the document never writes, a power of ten off the one figure it does write (the
+  model converted `1.2 million` itself), takes the document's figure, `repaired`.
+- A date the document never states takes the one stated date a single part off it; with none,
+  a nullable date becomes null. `repaired`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from typing import Any
 
 from qfleet.workers.extraction.fields import copy_kind, node_types, nullable, properties
 from qfleet.workers.extraction.items import Reading
-from qfleet.workers.extraction.values import CURRENCY_WORDS, UnreadableError, match_enum
+from qfleet.workers.extraction.nearest import nearest_passage
+from qfleet.workers.extraction.values import (
+    CURRENCY_WORDS,
+    UnreadableError,
+    date_mentions,
+    match_enum,
+    number_mentions,
+)
 
 _AND = re.compile(r"^(.+?),?\s+(?:and|&)\s+(.+)$")
+# One conjunction joining two parts of a list item: "X and Y", "X & Y", "X 和 Y", "X与Y".
+_JOINED = re.compile(r"^(.+?)(?:,?\s+(?:and|&)\s+|\s*(?:以及|和|与|及)\s*)(.+)$")
 _MARKS = sorted(CURRENCY_WORDS, key=len, reverse=True)
 
 
@@ -41,12 +63,23 @@ def check_evidence(reading: Reading, schema: dict[str, Any], document: str) -> N
     for key, node in props.items():
         if key not in reading.values:
             continue
+        _respell(reading, key, node, document)
         if _plain_nullable_string(node):
             _ground(reading, key, doc)
         elif _string_array(node):
             _split_items(reading, key, node, doc)
     _agree_currency(reading, props)
     _ground_currencies(reading, props, document)
+    stated = date_mentions(document)
+    for key, node in props.items():
+        if _kind(node) in ("number", "integer") and _copied(reading, key) not in doc:
+            _rescale(reading, key, document)
+        elif _kind(node) == "date" and _copied(reading, key) not in doc:
+            _unstated_date(reading, key, node, stated)
+    _one_occurrence_one_field(reading, props, document)
+    for key, node in props.items():
+        if key in reading.values and key not in reading.unreadable:
+            _named_option(reading, key, node, doc)
 
 
 def _note(reading: Reading, key: str, note: str) -> None:
@@ -55,6 +88,30 @@ def _note(reading: Reading, key: str, note: str) -> None:
 
 def _options(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [o for o in node.get("anyOf", [node]) if o.get("type") != "null"]
+
+
+def _plain_string(node: dict[str, Any]) -> bool:
+    """Free text: a string with no format, pattern, enum or const (a name, a title)."""
+    return all(
+        "string" in node_types(o) and copy_kind(o) is None
+        and not {"enum", "const", "format", "pattern"} & set(o)
+        for o in _options(node)
+    )  # fmt: skip
+
+
+def _respell(reading: Reading, key: str, node: dict[str, Any], document: str) -> None:
+    """A copy a character or two off the document's spelling takes the document's."""
+    value = reading.values[key]
+    if isinstance(value, str) and _plain_string(node):
+        fixed: Any = nearest_passage(value, document) or value
+    elif isinstance(value, list) and _string_array(node) and _plain_string(node["items"]):
+        fixed = [(nearest_passage(v, document) or v) if isinstance(v, str) else v for v in value]
+    else:
+        return
+    if fixed != value:
+        reading.values[key] = fixed
+        reading.provenance[key] = "repaired"
+        _note(reading, key, "a misspelt copy takes the document's spelling")
 
 
 def _plain_nullable_string(node: dict[str, Any]) -> bool:
@@ -94,6 +151,8 @@ def _split_items(reading: Reading, key: str, node: dict[str, Any], doc: str) -> 
         if len(parts) == 1 and tail and (match := _AND.match(item.strip())):
             # "B and C" after "A", where the document writes "A, B and C": the list's tail.
             parts = [match.group(1).strip(), match.group(2).strip()]
+        elif len(parts) == 1:
+            parts = _named_apart(item, doc)
         out.extend(parts)
     out = list(dict.fromkeys(out))
     if out != items and len(out) <= node.get("maxItems", len(out)):
@@ -102,6 +161,21 @@ def _split_items(reading: Reading, key: str, node: dict[str, Any], doc: str) -> 
             reading.provenance[key] = "normalised"
         split = len(out) > len(items)
         _note(reading, key, "items listed together split" if split else "items trimmed")
+
+
+def _named_apart(item: str, doc: str) -> list[str]:
+    """`X and Y` as two items when the document also names X and Y apart, else `[item]`.
+
+    "Marks and Spencer" stays whole unless the document writes "Spencer" on its own too.
+    """
+    match = _JOINED.match(item.strip())
+    if match is None or _norm(item) not in doc:
+        return [item]
+    rest = doc.replace(_norm(item), " ")
+    parts = [match.group(1).strip(), match.group(2).strip()]
+    if all(len(_norm(p)) >= 2 and _norm(p) in rest for p in parts):
+        return parts
+    return [item]
 
 
 def currency_marks(text: str) -> set[str]:
@@ -162,3 +236,121 @@ def _is_currency(node: dict[str, Any]) -> bool:
 
 def _is_amount(node: dict[str, Any]) -> bool:
     return any(copy_kind(o) == "number" for o in _options(node))
+
+
+def _copied(reading: Reading, key: str) -> str:
+    """The text the model copied for a scalar field ('' when none or not text)."""
+    raw = reading.raw.get(key)
+    if not isinstance(raw, str) or reading.values.get(key) is None:
+        return ""
+    return _norm(raw)
+
+
+def _kind(node: dict[str, Any]) -> str | None:
+    return next((k for o in _options(node) if (k := copy_kind(o)) is not None), None)
+
+
+def _stated(reading: Reading, key: str, kind: str | None, document: str) -> int:
+    """How often the document states `key`'s value: any spelling of a date, else its text."""
+    if kind == "date":
+        return date_mentions(document).count(reading.values[key])
+    return _norm(document).count(_copied(reading, key))
+
+
+def _one_occurrence_one_field(
+    reading: Reading, props: dict[str, dict[str, Any]], document: str
+) -> None:
+    """A nullable field holding the value a non-nullable field holds, stated once: null.
+
+    The document states that value once, so it answers one field; the one that must have a
+    value keeps it (a due date that is the issue date, an end date that is the signing date,
+    where the document gives none). Dates compare as read, in any spelling; other values by
+    the text the model copied.
+    """
+    for key, node in props.items():
+        kind = _kind(node)
+        if not nullable(node) or not _copied(reading, key):
+            continue
+        owners = [
+            other
+            for other, other_node in props.items()
+            if other != key
+            and not nullable(other_node)
+            and _kind(other_node) == kind
+            and _copied(reading, other)
+            and (
+                reading.values[other] == reading.values[key]
+                if kind == "date"
+                else _copied(reading, other) == _copied(reading, key)
+            )
+        ]
+        if owners and _stated(reading, key, kind, document) <= 1:
+            reading.values[key] = None
+            reading.provenance[key] = "repaired"
+            _note(reading, key, f"the document states this once, for {owners[0]}; null")
+
+
+def _rescale(reading: Reading, key: str, document: str) -> None:
+    """A number the document never writes, a power of ten off the one amount it does write.
+
+    The model converted a scale word itself (`1.2 million` → `1200000000`); the document's
+    own figure, read by code, wins.
+    """
+    value = reading.values[key]
+    if not isinstance(value, int | float) or isinstance(value, bool) or value == 0:
+        return
+    written = number_mentions(document)
+    near = {n for n in written if n > 0 and math.log10(value / n) == round(math.log10(value / n))}
+    if len(near) == 1 and value not in near:
+        number = near.pop()
+        reading.values[key] = int(number) if number == int(number) else number
+        reading.provenance[key] = "repaired"
+        _note(reading, key, f"the document writes {number:g}, not {value:g}; read from it")
+
+
+def _unstated_date(reading: Reading, key: str, node: dict[str, Any], stated: list[str]) -> None:
+    """A date the document never states, in any spelling: the one a part off it, else null.
+
+    The model slipped on a year, month or day (`2025-09-12` where the profile says
+    `1994年09月12日`): the one stated date that differs from it in a single part is taken. With
+    no such date (or several), a nullable date becomes null, as an ungrounded string does.
+    """
+    value = reading.values.get(key)
+    parts = value.split("-") if isinstance(value, str) else []
+    if len(parts) != 3 or value in stated:
+        return
+    near = {d for d in stated if sum(a != b for a, b in zip(d.split("-"), parts, strict=True)) == 1}
+    if len(near) == 1:
+        reading.values[key] = near.pop()
+        _note(reading, key, f"{value} is not stated; the document's {reading.values[key]}")
+    elif nullable(node):
+        reading.values[key] = None
+        _note(reading, key, f"the document states no {value}; null")
+    else:
+        return
+    reading.provenance[key] = "repaired"
+
+
+def _names(option: str, doc: str) -> bool:
+    """Whether `doc` (normalised) writes `option` as a word (a plural `s` allowed)."""
+    words = re.escape(_norm(re.sub(r"[_-]+", " ", option)))
+    return re.search(rf"(?<!\w){words}(?:e?s)?(?!\w)", doc) is not None
+
+
+def _named_option(reading: Reading, key: str, node: dict[str, Any], doc: str) -> None:
+    """The first option, which the document never names, where it names exactly one other.
+
+    A small model answers the first option listed when unsure (`lease` for every contract);
+    the document's own word is better evidence then. Any other answer is the model's choice
+    and stays (a category judged from the story need not be written). Currencies are left to
+    the checks above.
+    """
+    options = [v for o in _options(node) for v in o.get("enum", []) if isinstance(v, str)]
+    value = reading.values[key]
+    if not options or value != options[0] or _is_currency(node) or _names(value, doc):
+        return
+    named = [o for o in options if o != value and _names(o, doc)]
+    if len(named) == 1:
+        reading.values[key] = named[0]
+        reading.provenance[key] = "repaired"
+        _note(reading, key, f"the document names {named[0]!r}, never {value!r}")

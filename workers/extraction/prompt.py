@@ -16,7 +16,7 @@ from qfleet.tasks.schemas import ChatMessage, ExtractJob
 from qfleet.workers.engine.chat import as_data
 from qfleet.workers.extraction.values import CURRENCY_WORDS
 
-PromptStyle = Literal["fields", "fields-short", "schema"]
+PromptStyle = Literal["fields", "fields-short", "schema", "fields-reminder"]
 DEFAULT_STYLE: PromptStyle = "fields"
 
 SHORT_RULES = (
@@ -49,7 +49,7 @@ def _kind(node: dict[str, Any]) -> str:
         return " or ".join(kinds) + (" or null" if nullable else "")
     if "enum" in node:
         values = ", ".join(json.dumps(v, ensure_ascii=False) for v in node["enum"])
-        if set(node["enum"]) - {None} <= set(CURRENCY_WORDS.values()):
+        if _is_currency(node["enum"]):
             # Documents write currencies as marks (¥, 元, $, €); the reader knows them, and a
             # small model asked for a code alone tends to write the first one listed.
             return f"currency as the document writes it (mark, word or code), one of {values}"
@@ -70,6 +70,10 @@ def _kind(node: dict[str, Any]) -> str:
         else:
             words.append(name)
     return " or ".join(words)
+
+
+def _is_currency(values: list[Any]) -> bool:
+    return set(values) - {None} <= set(CURRENCY_WORDS.values())
 
 
 def field_lines(schema: dict[str, Any]) -> str:
@@ -131,8 +135,23 @@ def extraction_messages(
         turns.append(
             ChatMessage(role="assistant", content=json.dumps(example.output, ensure_ascii=False))
         )
-    turns.append(ChatMessage(role="user", content=_document_turn(document_text)))
+    last = _document_turn(document_text)
+    if style == "fields-reminder":
+        last += "\n\n" + reminder(job.json_schema)
+    turns.append(ChatMessage(role="user", content=last))
     return turns
+
+
+def reminder(schema: dict[str, Any]) -> str:
+    """After the document, the fields again, compactly: `name (description); ...`."""
+    parts = []
+    for name, node in schema.get("properties", {}).items():
+        inner = [o.get("description") for o in node.get("anyOf", []) if o.get("description")]
+        description = node.get("description") or (inner[0] if inner else "")
+        if not description and "enum" in node and not _is_currency(node["enum"]):
+            description = _kind(node)  # the options again, next to the document
+        parts.append(f"{name} ({description})" if description else name)
+    return "Fields: " + "; ".join(parts) + "."
 
 
 def _document_turn(text: str) -> str:

@@ -76,6 +76,15 @@ _NUMBER = re.compile(r"[-+]?\d[\d,.'\s]*")
 _NUMERIC_DATE = re.compile(r"^(\d{1,4})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{1,4})$")
 _ZH_DATE = re.compile(r"^([\d〇零一二三四五六七八九]{2,4})年([\d〇一二三四五六七八九十]{1,3})月"
                       r"([\d〇一二三四五六七八九十]{1,3})[日号]?$")  # fmt: skip
+_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
+# Date spellings as they stand in running text, for counting how often a document states a date.
+_DATE_MENTION = re.compile(
+    r"\d{1,4}\s*[/.\-]\s*\d{1,2}\s*[/.\-]\s*\d{1,4}"
+    r"|[\d〇零一二三四五六七八九]{2,4}年[\d〇一二三四五六七八九十]{1,3}月[\d〇一二三四五六七八九十]{1,3}"
+    rf"|(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTH})\b\.?,?\s+\d{{4}}"
+    rf"|\b(?:{_MONTH})\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}",
+    re.IGNORECASE,
+)
 
 
 class UnreadableError(ValueError):
@@ -127,6 +136,34 @@ def parse_date(text: str) -> tuple[str, str | None]:
         return date(year, month, day).isoformat(), note
     except ValueError as exc:
         raise UnreadableError(f"not a calendar date: {text!r}") from exc
+
+
+def date_mentions(text: str) -> list[str]:
+    """The ISO dates `text` states, one per mention, in any spelling `parse_date` reads."""
+    found = []
+    for match in _DATE_MENTION.finditer(unicodedata.normalize("NFKC", text)):
+        try:
+            found.append(parse_date(match.group())[0])
+        except UnreadableError:
+            continue
+    return found
+
+
+def number_mentions(text: str) -> list[float]:
+    """The numbers `text` writes in figures, each with the scale word after it (`1.2 million`).
+
+    Dates are left out (their year, month and day are not amounts).
+    """
+    found = []
+    text = _DATE_MENTION.sub(" ", unicodedata.normalize("NFKC", text))
+    for match in re.finditer(r"(?<![\w.,])\d[\d,.']*", text):
+        try:
+            found.append(
+                float(parse_number(text[match.start() : match.end() + 12], integer=False)[0])
+            )
+        except UnreadableError:
+            continue
+    return found
 
 
 def _day_month(a: int, b: int, year: int, separator: str) -> tuple[int, int, int, str | None]:
