@@ -162,7 +162,9 @@ def test_the_lane_follows_a_drain_and_an_add_consumer(
             # When it is drained (the runbook's cancel_consumer) and an interactive job arrives
             control.cancel_consumer(QUEUE_GENERATE, destination=[worker.hostname], reply=True)
             job_id = fleet.submit(GenerateJob(prompt="wait for the drain to end", max_tokens=4))
-            time.sleep(2)
+            # Longer than the lane's poll (0.5 s), well within the bulk job: the tiny model
+            # decodes LONG_TOKENS in about a second on a fast CPU, so the drain must be short.
+            time.sleep(0.7)
             queued_while_drained = fleet.status(job_id) == "queued"
             # And the queue is given back to it
             control.add_consumer(QUEUE_GENERATE, destination=[worker.hostname], reply=True)
