@@ -265,6 +265,8 @@ VARIANTS: dict[str, tuple[ExtractPolicy, bool]] = {
     "kept": (ExtractPolicy(), False),
     "no-evidence": (ExtractPolicy(evidence=False), False),
     "no-calibration": (ExtractPolicy(calibrate=False), False),
+    # The job's rows in one engine call, unpadded: how decoding ran before calls were grouped.
+    "one-call": (ExtractPolicy(chunk_rows=0, pad=False, parallel=1), False),
     "short-rules": (ExtractPolicy(style="fields-short", evidence=False), False),
     "schema-prompt": (ExtractPolicy(style="schema"), False),
     "forced": (ExtractPolicy(copy_values=False), False),

@@ -78,6 +78,7 @@ class GuidedDecoder:
         cache_static: bool = True,
         chunk_rows: int | None = None,
         pad: bool = True,
+        parallel: int | None = None,
     ) -> list[GuidedOutput]:
         """One object per row; outputs are in the order of `rows`.
 
@@ -86,7 +87,8 @@ class GuidedDecoder:
         is false (CTranslate2 never evicts one: a prefix that holds a document must not be
         cached). Rows are decoded `chunk_rows` at a time, rows of similar prompt length
         together, as many chunks at once as the model has replicas; with `pad`, each call's
-        inputs are made equally long by blank tokens after the static prompt. Past `deadline`
+        inputs are made equally long by blank tokens after the static prompt (`parallel`:
+        calls at once, default the decoder's). Past `deadline`
         (`time.monotonic()`) or once `cancelled()` is true, every unfinished row stops with
         `timeout` / `cancelled`.
         """
@@ -97,7 +99,7 @@ class GuidedDecoder:
             static = []
         call = Call(static, sampling, Interrupts(deadline, cancelled), cache_static, pad)
         self._priors(rows, call)
-        parallel = self.parallel
+        parallel = parallel or self.parallel
         # The step-cost cliff past 8 rows is a CPU one: a GPU takes the job's rows in one call.
         if chunk_rows is None:
             chunk_rows = CHUNK_ROWS if self.generator.device == "cpu" else 0

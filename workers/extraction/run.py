@@ -61,6 +61,10 @@ class ExtractPolicy:
     repair_pass: bool = True
     evidence: bool = True
     calibrate: bool = True
+    # How rows become engine calls (GuidedDecoder.decode): the defaults are the measured best.
+    chunk_rows: int | None = None
+    pad: bool = True
+    parallel: int | None = None
 
 
 def run_extract(
@@ -223,6 +227,9 @@ class _Decoding:
             static_length=self.static_length,
             deadline=self.deadline,
             cancelled=self.cancelled,
+            chunk_rows=self.policy.chunk_rows,
+            pad=self.policy.pad,
+            parallel=self.policy.parallel,
         )
         self.seconds += outputs[0].generate_seconds if outputs else 0.0
         for output in outputs:
