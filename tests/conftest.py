@@ -6,11 +6,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from ops.localfleet import WorkerProcess
+
+if TYPE_CHECKING:
+    from qfleet.workers.engine.guided import GuidedDecoder
+    from qfleet.workers.engine.model import LoadedModel
 
 REDIS_URL = os.environ.get("QFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -101,3 +106,21 @@ def fleet(fleet_env: dict[str, str]) -> Iterator[object]:
     client = FleetClient(settings)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded(tiny_model: Path) -> Iterator[LoadedModel]:
+    """The tiny model on one CPU thread, closed after the module."""
+    from qfleet.workers.engine.model import EngineOptions, load_model
+
+    loaded = load_model(tiny_model, EngineOptions(device="cpu", cpu_threads=1))
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_decoder(tiny_loaded: LoadedModel, tiny_model: Path) -> GuidedDecoder:
+    """The guided decoder of `tiny_loaded`."""
+    from qfleet.workers.extraction import guided_decoder
+
+    return guided_decoder(tiny_loaded, tiny_model)

@@ -9,8 +9,6 @@ schemas that together use every supported keyword, and random documents.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,22 +18,9 @@ from jsonschema import Draft202012Validator
 
 from qfleet.tasks.schemas import ExtractJob
 from qfleet.workers.engine.guided import GuidedDecoder, GuidedRow
-from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
+from qfleet.workers.engine.model import LoadedModel
 from qfleet.workers.engine.structured import DATE_PATTERN
-from qfleet.workers.extraction import guided_decoder, run_extract
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model: Path) -> Iterator[LoadedModel]:
-    loaded = load_model(tiny_model, EngineOptions(device="cpu", cpu_threads=1))
-    yield loaded
-    loaded.close()
-
-
-@pytest.fixture(scope="module")
-def decoder(model: LoadedModel, tiny_model: Path) -> GuidedDecoder:
-    return guided_decoder(model, tiny_model)
-
+from qfleet.workers.extraction import run_extract
 
 # --- schemas -------------------------------------------------------------------------------------
 
@@ -153,8 +138,8 @@ _root = _object_schema(_value)
     max_tokens=st.integers(1, 40),
 )
 def test_every_object_parses_and_validates(
-    model: LoadedModel,
-    decoder: GuidedDecoder,
+    tiny_loaded: LoadedModel,
+    tiny_decoder: GuidedDecoder,
     schema: dict[str, Any],
     documents: list[str],
     max_tokens: int,
@@ -165,7 +150,7 @@ def test_every_object_parses_and_validates(
         max_tokens=max_tokens,
     )
 
-    result = run_extract(model, decoder, job, submitted_at=None, worker="test")
+    result = run_extract(tiny_loaded, tiny_decoder, job, submitted_at=None, worker="test")
 
     validator = Draft202012Validator(
         job.json_schema, format_checker=Draft202012Validator.FORMAT_CHECKER
@@ -190,7 +175,7 @@ def test_every_object_parses_and_validates(
 
 
 def test_an_exhausted_budget_is_incomplete_and_never_exceeded(
-    model: LoadedModel, decoder: GuidedDecoder
+    tiny_loaded: LoadedModel, tiny_decoder: GuidedDecoder
 ) -> None:
     schema = {
         "type": "object",
@@ -199,7 +184,7 @@ def test_an_exhausted_budget_is_incomplete_and_never_exceeded(
     }
     job = ExtractJob(documents=[{"id": "a", "text": "x" * 50}], json_schema=schema, max_tokens=3)
 
-    [item] = run_extract(model, decoder, job, submitted_at=None, worker="test").items
+    [item] = run_extract(tiny_loaded, tiny_decoder, job, submitted_at=None, worker="test").items
 
     assert item.status == "incomplete"
     assert item.finish_reason == "length"
@@ -209,7 +194,9 @@ def test_an_exhausted_budget_is_incomplete_and_never_exceeded(
     assert "n" not in (item.object or {})
 
 
-def test_properties_come_in_the_schema_order(model: LoadedModel, decoder: GuidedDecoder) -> None:
+def test_properties_come_in_the_schema_order(
+    tiny_loaded: LoadedModel, tiny_decoder: GuidedDecoder
+) -> None:
     schema = {
         "type": "object",
         "properties": {"zeta": {"type": "boolean"}, "alpha": {"type": "boolean"}},
@@ -217,7 +204,7 @@ def test_properties_come_in_the_schema_order(model: LoadedModel, decoder: Guided
     }
     job = ExtractJob(documents=[{"id": "a", "text": "t"}], json_schema=schema, max_tokens=32)
 
-    [item] = run_extract(model, decoder, job, submitted_at=None, worker="test").items
+    [item] = run_extract(tiny_loaded, tiny_decoder, job, submitted_at=None, worker="test").items
 
     assert list(item.object or {}) == ["zeta", "alpha"]
 
@@ -248,7 +235,7 @@ def test_the_date_pattern_is_what_python_accepts(date: str, valid: bool) -> None
 
 
 def test_examples_that_break_the_schema_are_refused(
-    model: LoadedModel, decoder: GuidedDecoder
+    tiny_loaded: LoadedModel, tiny_decoder: GuidedDecoder
 ) -> None:
     from qfleet.tasks.errors import InvalidJobError
 
@@ -259,14 +246,16 @@ def test_examples_that_break_the_schema_are_refused(
     )
 
     with pytest.raises(InvalidJobError, match="examples"):
-        run_extract(model, decoder, job, submitted_at=None, worker="test")
+        run_extract(tiny_loaded, tiny_decoder, job, submitted_at=None, worker="test")
 
 
-def test_output_is_compact_json_in_python_style(model: LoadedModel, decoder: GuidedDecoder) -> None:
+def test_output_is_compact_json_in_python_style(
+    tiny_loaded: LoadedModel, tiny_decoder: GuidedDecoder
+) -> None:
     schema = {"type": "object", "properties": {"a": {"type": "boolean"}}, "required": ["a"]}
     job = ExtractJob(documents=[{"id": "a", "text": "t"}], json_schema=schema, max_tokens=8)
 
-    [output] = decoder.decode([GuidedRow([1, 2, 3], job.json_schema, 32)])
+    [output] = tiny_decoder.decode([GuidedRow([1, 2, 3], job.json_schema, 32)])
 
     assert output.finish_reason == "stop"
     assert output.text == json.dumps(json.loads(output.text))

@@ -9,9 +9,7 @@ stop at the budget. Then the item must say truthfully where each value came from
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,22 +17,10 @@ import pytest
 from qfleet.tasks.schemas import ExtractJob
 from qfleet.workers.engine.guided import GuidedDecoder, GuidedOutput, GuidedRow
 from qfleet.workers.engine.guided_batch import Call, Interrupts
-from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
-from qfleet.workers.extraction import guided_decoder, run_extract
+from qfleet.workers.engine.model import LoadedModel
+from qfleet.workers.extraction import run_extract
 from qfleet.workers.extraction.fields import decode_schema
 from qfleet.workers.extraction.items import build_item, read_output
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model: Path) -> Iterator[LoadedModel]:
-    loaded = load_model(tiny_model, EngineOptions(device="cpu", cpu_threads=1))
-    yield loaded
-    loaded.close()
-
-
-@pytest.fixture(scope="module")
-def decoder(model: LoadedModel, tiny_model: Path) -> GuidedDecoder:
-    return guided_decoder(model, tiny_model)
 
 
 def _normalised(schema: dict[str, Any]) -> dict[str, Any]:
@@ -42,9 +28,9 @@ def _normalised(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode(
-    decoder: GuidedDecoder, schema: dict[str, Any], prefix: str, budget: int = 64
+    tiny_decoder: GuidedDecoder, schema: dict[str, Any], prefix: str, budget: int = 64
 ) -> GuidedOutput:
-    [output] = decoder.decode(
+    [output] = tiny_decoder.decode(
         [GuidedRow([1, 2, 3], decode_schema(schema), budget, prefix.encode())]
     )
     return output
@@ -63,10 +49,10 @@ DATED = _normalised(
     "spelling", ["March 12, 2024", "12 March 2024", "2024年3月12日", "3/12/2024", "Mar. 12th, 2024"]
 )
 def test_a_date_as_the_document_writes_it_is_decoded_and_normalised(
-    decoder: GuidedDecoder, spelling: str
+    tiny_decoder: GuidedDecoder, spelling: str
 ) -> None:
     # The old ISO-only grammar refused the model's first token here and invented a year.
-    output = _decode(decoder, DATED, '{"when": "' + spelling + '"}')
+    output = _decode(tiny_decoder, DATED, '{"when": "' + spelling + '"}')
 
     item = build_item("a", output, read_output(output, DATED), DATED)
 
@@ -86,8 +72,8 @@ TOTALLED = _normalised(
 )
 
 
-def test_a_number_with_thousands_separators_is_read_whole(decoder: GuidedDecoder) -> None:
-    output = _decode(decoder, TOTALLED, '{"total": "2,943.50", "n": "1.2万"}')
+def test_a_number_with_thousands_separators_is_read_whole(tiny_decoder: GuidedDecoder) -> None:
+    output = _decode(tiny_decoder, TOTALLED, '{"total": "2,943.50", "n": "1.2万"}')
 
     item = build_item("a", output, read_output(output, TOTALLED), TOTALLED)
 
@@ -97,21 +83,21 @@ def test_a_number_with_thousands_separators_is_read_whole(decoder: GuidedDecoder
 
 @pytest.mark.parametrize(("number", "then"), [("2,", "943.50"), ("1.2", "万"), ("3.5", " million")])
 def test_a_bare_number_the_model_goes_on_writing_is_quoted_whole(
-    decoder: GuidedDecoder, number: str, then: str
+    tiny_decoder: GuidedDecoder, number: str, then: str
 ) -> None:
     # As JSON, `2,943.50` ends at its comma (the issue's `2`); the decoder quotes the model's
     # own bytes instead, and the reader reads them. Forced: the row as speculation leaves it,
     # the model's tokens taken one by one until the grammar refuses the next one.
-    row = decoder._start(GuidedRow([1, 2, 3], decode_schema(TOTALLED), 64, b'{"total": '))
-    for token in decoder.tokenizer.encode(number):
+    row = tiny_decoder._start(GuidedRow([1, 2, 3], decode_schema(TOTALLED), 64, b'{"total": '))
+    for token in tiny_decoder.tokenizer.encode(number):
         assert row.on_token(_Step(token)) is False
-    refused = decoder.tokenizer.encode(then)[0]
+    refused = tiny_decoder.tokenizer.encode(then)[0]
     assert row.on_token(_Step(refused)) is True
     assert row.refused
 
-    decoder._repair(row, Call([], None, Interrupts(None, None), True, True))
+    tiny_decoder._repair(row, Call([], None, Interrupts(None, None), True, True))
 
-    word = decoder.guide.ll_tokenizer.decode_bytes([refused])
+    word = tiny_decoder.guide.ll_tokenizer.decode_bytes([refused])
     assert bytes(row.trail.text) == b'{"total": "' + number.encode() + word
     assert row.repaired_fields == set()
     assert row.repairs == 0
@@ -122,8 +108,8 @@ class _Step:
     token_id: int
 
 
-def test_a_bare_number_is_taken_as_the_model_wrote_it(decoder: GuidedDecoder) -> None:
-    output = _decode(decoder, TOTALLED, '{"total": 3492.56, "n": 12}')
+def test_a_bare_number_is_taken_as_the_model_wrote_it(tiny_decoder: GuidedDecoder) -> None:
+    output = _decode(tiny_decoder, TOTALLED, '{"total": 3492.56, "n": 12}')
 
     item = build_item("a", output, read_output(output, TOTALLED), TOTALLED)
 
@@ -147,8 +133,8 @@ LISTED = _normalised(
     "looping",
     ['{"langs": ["English", "Tamil", "Hindi", "English"', '{"langs": ["普通话", "英语", "null"'],
 )
-def test_an_array_that_repeats_itself_ends_there(decoder: GuidedDecoder, looping: str) -> None:
-    output = _decode(decoder, LISTED, looping)
+def test_an_array_that_repeats_itself_ends_there(tiny_decoder: GuidedDecoder, looping: str) -> None:
+    output = _decode(tiny_decoder, LISTED, looping)
 
     value = json.loads(output.text) if output.finish_reason == "stop" else None
     assert value is not None, output
@@ -159,11 +145,11 @@ def test_an_array_that_repeats_itself_ends_there(decoder: GuidedDecoder, looping
     assert item.provenance["langs"] == "normalised"
 
 
-def test_a_looping_string_is_cut_and_reported(decoder: GuidedDecoder) -> None:
+def test_a_looping_string_is_cut_and_reported(tiny_decoder: GuidedDecoder) -> None:
     schema = _normalised(
         {"type": "object", "properties": {"note": {"type": "string"}}, "required": ["note"]}
     )
-    output = _decode(decoder, schema, '{"note": "' + "ab ha " * 12, budget=200)
+    output = _decode(tiny_decoder, schema, '{"note": "' + "ab ha " * 12, budget=200)
 
     assert output.finish_reason == "stop"
     assert json.loads(output.text)["note"] == "ab ha "
@@ -173,7 +159,7 @@ def test_a_looping_string_is_cut_and_reported(decoder: GuidedDecoder) -> None:
 
 
 def test_run_extract_never_reports_a_value_from_code_as_succeeded(
-    model: LoadedModel, decoder: GuidedDecoder
+    tiny_loaded: LoadedModel, tiny_decoder: GuidedDecoder
 ) -> None:
     # Random weights: dates and amounts are noise the reader cannot read, so the repair pass
     # chooses them under the schema's own constraint, and says so.
@@ -191,7 +177,7 @@ def test_run_extract_never_reports_a_value_from_code_as_succeeded(
         max_tokens=48,
     )
 
-    result = run_extract(model, decoder, job, submitted_at=None, worker="test")
+    result = run_extract(tiny_loaded, tiny_decoder, job, submitted_at=None, worker="test")
 
     for item in result.items:
         assert item.completion_tokens <= 48

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from qfleet.tasks.schemas import ExtractJob
 from qfleet.workers.engine.guided import GuidedDecoder, GuidedRow
 from qfleet.workers.engine.guided_batch import Call, Interrupts, StepLogits
 from qfleet.workers.engine.guided_choice import Choice, choice_here
 from qfleet.workers.engine.json_trail import scan
-from qfleet.workers.engine.model import EngineOptions, LoadedModel, load_model
-from qfleet.workers.extraction import guided_decoder
+from qfleet.workers.engine.model import LoadedModel
 from qfleet.workers.extraction.choices import closed_choices
 from qfleet.workers.extraction.fields import decode_schema
 
@@ -59,22 +55,12 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def model(tiny_model: Path) -> Iterator[LoadedModel]:
-    loaded = load_model(tiny_model, EngineOptions(device="cpu", cpu_threads=1))
-    yield loaded
-    loaded.close()
-
-
-@pytest.fixture(scope="module")
-def decoder(model: LoadedModel, tiny_model: Path) -> GuidedDecoder:
-    return guided_decoder(model, tiny_model)
-
-
-def test_closed_choices_are_booleans_and_word_enums_not_currencies(model: LoadedModel) -> None:
+def test_closed_choices_are_booleans_and_word_enums_not_currencies(
+    tiny_loaded: LoadedModel,
+) -> None:
     job = ExtractJob(documents=[{"id": "a", "text": "x"}], json_schema=SCHEMA)
 
-    found = closed_choices(job, model.tokenizer, "fields")
+    found = closed_choices(job, tiny_loaded.tokenizer, "fields")
 
     assert set(found) == {"paid", "kind", "maybe"}
     assert found["paid"].options == [b"true", b"false"]
@@ -99,15 +85,15 @@ class _Recorder:
         return int(step.step) >= self.stop_at
 
 
-def test_each_row_is_handed_its_own_logits_as_rows_leave(model: LoadedModel) -> None:
+def test_each_row_is_handed_its_own_logits_as_rows_leave(tiny_loaded: LoadedModel) -> None:
     # CTranslate2 gives the step's logits of all rows still decoding to the first one's
     # callback; split by row, they must be what each row alone gets, also after one leaves.
-    tokenizer = model.tokenizer
+    tokenizer = tiny_loaded.tokenizer
     prompts = [[5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]
     rows = [_Recorder(1), _Recorder(3), _Recorder(3)]
     call = Call([], None, Interrupts(None, None), True, True)
 
-    model.generator.generate_batch(
+    tiny_loaded.generator.generate_batch(
         [tokenizer.tokens(p) for p in prompts], max_length=4, include_prompt_in_result=False,
         end_token=[], sampling_topk=1, return_logits_vocab=True,
         callback=StepLogits(rows).callback(call),
@@ -115,7 +101,7 @@ def test_each_row_is_handed_its_own_logits_as_rows_leave(model: LoadedModel) -> 
 
     for prompt, row in zip(prompts, rows, strict=True):
         alone = _Recorder(row.stop_at)
-        model.generator.generate_batch(
+        tiny_loaded.generator.generate_batch(
             [tokenizer.tokens(prompt)], max_length=4, include_prompt_in_result=False,
             end_token=[], sampling_topk=1, return_logits_vocab=True,
             callback=StepLogits([alone]).callback(call),
@@ -125,13 +111,13 @@ def test_each_row_is_handed_its_own_logits_as_rows_leave(model: LoadedModel) -> 
             assert np.allclose(logits, alone.logits[step], atol=1e-4)
 
 
-def test_a_calibrated_choice_is_a_valid_option_and_says_so(decoder: GuidedDecoder) -> None:
+def test_a_calibrated_choice_is_a_valid_option_and_says_so(tiny_decoder: GuidedDecoder) -> None:
     job = ExtractJob(documents=[{"id": "a", "text": "x"}], json_schema=SCHEMA)
-    choices = closed_choices(job, decoder.tokenizer, "fields")
+    choices = closed_choices(job, tiny_decoder.tokenizer, "fields")
     schema = decode_schema(job.json_schema)
     rows = [GuidedRow(p, schema, 64, b'{"paid": ', choices) for p in ([5, 6], [7, 8, 9])]
 
-    outputs = decoder.decode(rows)
+    outputs = tiny_decoder.decode(rows)
 
     for output in outputs:
         assert output.text.startswith(('{"paid": true, "kind": ', '{"paid": false, "kind": '))
