@@ -108,7 +108,7 @@ def test_each_row_is_handed_its_own_logits_as_rows_leave(tiny_loaded: LoadedMode
         )  # fmt: skip
         assert sorted(row.logits) == sorted(alone.logits) == list(range(row.stop_at + 1))
         for step, logits in row.logits.items():
-            assert np.allclose(logits, alone.logits[step], atol=1e-4)
+            assert np.allclose(logits, alone.logits[step], atol=1e-3)
 
 
 def test_a_calibrated_choice_is_a_valid_option_and_says_so(tiny_decoder: GuidedDecoder) -> None:
