@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from qfleet.workers.engine.guided_batch import CHUNK_ROWS, chunks, pad_inputs
+from qfleet.workers.engine.guided_batch import CHUNK_ROWS, blank_token, chunks, pad_inputs
 from qfleet.workers.engine.model import EngineOptions, LoadedModel
 
 
@@ -65,7 +65,7 @@ def _generate(model: LoadedModel, rows: list[_Row], static: list[int]) -> None:
         counts[row] += 1
         return counts[row] >= rows[row].target
 
-    inputs = pad_inputs([r.prompt for r in rows], len(static), tokenizer.encode(" ")[-1])
+    inputs = pad_inputs([r.prompt for r in rows], len(static), blank_token(tokenizer))
     model.generator.generate_batch(
         [tokenizer.tokens(p[len(static) :]) for p in inputs],
         static_prompt=tokenizer.tokens(static) if static else None,

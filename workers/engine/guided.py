@@ -35,6 +35,7 @@ from qfleet.workers.engine.guided_batch import (
     Call,
     Interrupts,
     StepLogits,
+    blank_token,
     chunks,
     pad_inputs,
     to_numpy,
@@ -65,7 +66,7 @@ class GuidedDecoder:
         # Engine calls one `decode` may run at once: the replicas bulk work may use (a worker
         # keeps its interactive replica out), else every replica the model has.
         self.parallel = max(1, parallel or generator.num_generators)
-        self.pad_id = tokenizer.encode(" ")[-1]
+        self.pad_id = blank_token(tokenizer)
 
     def decode(
         self,
@@ -115,12 +116,19 @@ class GuidedDecoder:
         return [self._output(row, elapsed) for row in state]
 
     def _priors(self, rows: Sequence[GuidedRow], call: Call) -> None:
-        """Each choice's document-free scores: one one-row call per distinct choice."""
-        seen: set[int] = set()
+        """Each choice's document-free scores: one one-row call per distinct prompt and model.
+
+        The guide keeps them, so the jobs of a bulk run with one schema ask once.
+        """
         for choice in (c for row in rows for c in row.choices.values()):
-            if id(choice) not in seen and choice.prior is None:
-                seen.add(id(choice))
-                choice.set_prior(self._logits_of(choice.prior_prompt, call))
+            if choice.prior is None:
+                key = (tuple(choice.prior_prompt), tuple(choice.first_tokens))
+                prior = self.guide.priors.get(key)
+                if prior is None:
+                    choice.set_prior(self._logits_of(choice.prior_prompt, call))
+                    self.guide.remember_prior(key, choice.prior)
+                else:
+                    choice.prior = prior
 
     def _decode_rows(self, rows: list[RowState], call: Call) -> None:
         """Speculate, cut and repair until every row of one chunk is done."""
@@ -160,11 +168,6 @@ class GuidedDecoder:
             inputs = pad_inputs(inputs, len(call.static), self.pad_id)
         # Step logits line up with rows only when the inputs are equally long.
         choosing = any(r.spec.choices for r in rows) and len({len(i) for i in inputs}) == 1
-        on_step = StepLogits(rows) if choosing else None
-
-        def on_step_plain(step: ctranslate2.GenerationStepResult) -> bool:
-            return call.interrupted() is not None or rows[step.batch_id].on_token(step)
-
         self.generator.generate_batch(
             [self.tokenizer.tokens(ids[len(call.static) :]) for ids in inputs],
             static_prompt=self.tokenizer.tokens(call.static) if call.static else None,
@@ -172,7 +175,7 @@ class GuidedDecoder:
             max_length=max(1, max(row.remaining for row in rows)),
             include_prompt_in_result=False,
             end_token=self.tokenizer.end_token_ids,
-            callback=on_step_plain if on_step is None else on_step.callback(call),
+            callback=StepLogits(rows).callback(call),
             return_logits_vocab=choosing,
             **(call.sampling or {"sampling_topk": 1}),
         )
@@ -183,18 +186,13 @@ class GuidedDecoder:
             if row.active and row.remaining <= 0:
                 row.finish_reason = "length"
 
-    def _next_logits(self, row: RowState, call: Call) -> np.ndarray:
-        """The model's logits for the row's next token.
-
-        One row per call on purpose: in a batched call (CTranslate2 4.8) the logits handed to
-        the callback and returned in results do not line up with their rows once prompts differ
-        in length, while a single row's are exact. Speculation runs without logits, so only a
-        repair pays for this call.
-        """
-        return self._logits_of(row.spec.prompt_ids + row.ids, call)
-
     def _logits_of(self, inputs: list[int], call: Call) -> np.ndarray:
-        """The model's logits for the token after `inputs` (one row: exact)."""
+        """The model's logits for the token after `inputs`.
+
+        One row per call: exact whatever the row's length. A refusal is rare, so a repair pays
+        for this call rather than every speculating call for logits (those are read only at
+        closed choices, where padding makes them line up: guided_batch.StepLogits).
+        """
         static = call.static if inputs[: len(call.static)] == call.static else []
         [result] = self.generator.generate_batch(
             [self.tokenizer.tokens(inputs[len(static) :])],
@@ -219,7 +217,7 @@ class GuidedDecoder:
             frame = row.trail.stack[-1]
             if self._apply_cut(row, Cut(frame.cut, b"]", "repeated_item", row.trail.field)):
                 return
-        logits = self._next_logits(row, call)
+        logits = self._logits_of(row.spec.prompt_ids + row.ids, call)
         allowed = self.guide.allowed(row.matcher)
         if not allowed.any():
             row.error = "the grammar allows no next token"

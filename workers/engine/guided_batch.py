@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import ctranslate2
 import numpy as np
 
+from qfleet.workers.engine.chat import ChatTokenizer
 from qfleet.workers.engine.generation import EngineFinish
 
 # Rows per engine call. On a 2-core CPU, a decoding step over ~600-token contexts costs ~190 ms
@@ -58,6 +59,11 @@ def chunks(rows: list[Row], size: int, parallel: int = 1) -> list[list[Row]]:
     # Even groups: 17 rows at 8 make 6 + 6 + 5, not 8 + 8 + 1.
     bounds = [round(n * len(ordered) / count) for n in range(count + 1)]
     return [ordered[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def blank_token(tokenizer: ChatTokenizer) -> int:
+    """The token that pads a call's inputs: a single space."""
+    return tokenizer.encode(" ")[-1]
 
 
 def pad_inputs(inputs: list[list[int]], at: int, pad_id: int) -> list[list[int]]:
@@ -113,13 +119,14 @@ class StepLogits:
     def callback(self, call: Call) -> Callable[[ctranslate2.GenerationStepResult], bool]:
         def on_step(step: ctranslate2.GenerationStepResult) -> bool:
             batch_id = int(step.batch_id)
-            if step.logits.shape and step.logits.shape[0]:  # a new step's first row
+            logits = step.logits  # None unless the call asked for logits
+            if logits is not None and logits.shape and logits.shape[0]:  # a step's first row
                 self.alive = [n for n in self.alive if n not in self.leaving]
                 self.leaving.clear()
                 self.logits = None
-                fits = step.logits.shape[0] == len(self.alive)
+                fits = logits.shape[0] == len(self.alive)
                 if fits and any(self.rows[n].at_choice() for n in self.alive):
-                    self.logits = np.array(step.logits, dtype=np.float32)
+                    self.logits = np.array(logits, dtype=np.float32)
             mine = None
             if self.logits is not None and batch_id in self.alive:
                 mine = self.logits[self.alive.index(batch_id)]

@@ -4,12 +4,12 @@ Asked for one of a schema's options (`"category": one of "business", "technology
 boolean, a small model tends to write the option the prompt lists first, or `true`, whatever
 the document says: its prior, not its reading. Where a row starts such a value, the decoder
 compares the model's scores of the options' first tokens with the scores the same prompt gets
-with no document at all (computed once per call of `decode`), and takes the option the
-document raised most (contextual calibration: Zhao et al., "Calibrate Before Use", 2021). The
-logits come from the speculating call itself (`return_logits_vocab`): CTranslate2 hands the
-step's logits for every row still decoding, in batch order, to the first such row's callback,
-and they are exact when the call's inputs are equally long (padded), so no extra call is made
-per document.
+with no document at all (one short call per field and schema, kept per model by
+`SchemaGuide`), and takes the option the document raised most (contextual calibration: Zhao
+et al., "Calibrate Before Use", 2021). The logits come from the speculating call itself
+(`return_logits_vocab`): CTranslate2 hands the step's logits for every row still decoding, in
+batch order, to the first such row's callback, and they are exact when the call's inputs are
+equally long (padded), so no extra call is made per document.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ JSON_STYLE: JsonCompileOptions = {
     "item_separator": ", ",
     "key_separator": ": ",
 }
+# Document-free scores of closed choices a guide keeps (one per field of each recent schema).
+PRIORS_KEPT = 256
 # A shared prefix shorter than this is not worth a static-prompt cache entry.
 MIN_STATIC_PROMPT_TOKENS = 16
 # `format: date` as the exact set of dates Python's `date.fromisoformat` (and so jsonschema's
@@ -59,6 +61,8 @@ class SchemaGuide:
             n_vocab=self.vocab_size,
             eos_token=tokenizer.end_token_ids,
         )
+        # Closed choices' document-free scores by (prompt, option tokens): guided_choice.py.
+        self.priors: dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray] = {}
 
     @lru_cache(maxsize=64)  # noqa: B019 - one guide per model, living as long as the process
     def grammar(self, schema_json: str) -> str:
@@ -75,6 +79,16 @@ class SchemaGuide:
         if failed:
             raise SchemaDecodingError(f"the schema cannot be compiled: {problems}")
         return grammar
+
+    def remember_prior(
+        self, key: tuple[tuple[int, ...], tuple[int, ...]], prior: np.ndarray | None
+    ) -> None:
+        """Keep a choice's document-free scores (at most PRIORS_KEPT: then start afresh)."""
+        if prior is None:
+            return
+        if len(self.priors) >= PRIORS_KEPT:
+            self.priors.clear()
+        self.priors[key] = prior
 
     def matcher(self, grammar: str) -> llguidance.LLMatcher:
         """A fresh matcher at the start of `grammar`."""
