@@ -118,9 +118,17 @@ def test_a_calibrated_choice_is_a_valid_option_and_says_so(tiny_decoder: GuidedD
     rows = [GuidedRow(p, schema, 64, b'{"paid": ', choices) for p in ([5, 6], [7, 8, 9])]
 
     outputs = tiny_decoder.decode(rows)
+    again = closed_choices(job, tiny_decoder.tokenizer, "fields")
+    tiny_decoder.decode([GuidedRow([5, 6], schema, 8, b'{"paid": ', again)])
 
     for output in outputs:
         assert output.text.startswith(('{"paid": true, "kind": ', '{"paid": false, "kind": '))
         assert set(output.chosen) <= {"paid", "kind", "maybe"}
         for note in output.chosen.values():
             assert "calibrated" in note
+    # A later job with the same schema reuses the document-free scores the first one asked for.
+    for name, choice in again.items():
+        key = (tuple(choice.prior_prompt), tuple(choice.first_tokens))
+        assert key in tiny_decoder.guide.priors
+        assert choice.prior is tiny_decoder.guide.priors[key]
+        assert np.array_equal(choice.prior, choices[name].prior)
