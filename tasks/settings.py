@@ -55,15 +55,15 @@ class Settings(BaseSettings):
         description="Prefix for every Redis key and queue (share one Redis between fleets).",
     )
     result_ttl_s: int = Field(default=86_400, ge=60, description="How long results are kept.")
-    visibility_timeout_s: int = Field(
+    visibility_timeout_s: float = Field(
         default=900,
-        ge=1,
+        ge=0.1,
         description="Unacked messages of a dead worker are redelivered after this; a running "
         "job's heartbeat keeps its own message, so jobs may run longer.",
     )
-    unacked_restore_interval_s: int = Field(
+    unacked_restore_interval_s: float = Field(
         default=10,
-        ge=1,
+        ge=0.1,
         description="How often a worker looks for messages whose visibility timeout ran out.",
     )
     task_modules: list[str] = Field(

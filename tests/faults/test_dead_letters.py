@@ -71,11 +71,12 @@ def test_failing_and_crashing_jobs_are_dead_lettered(
 ) -> None:
     supervisor = Supervisor(fault_env, tmp_path, name="fault")
     try:
-        # Given a job that always raises and one that SIGKILLs its worker
+        # Given a job that always raises, and then one that SIGKILLs its worker (one after the
+        # other: a crash also counts a start against every job its worker had begun)
         failing = _send(client, ALWAYS_FAILS, {"n": 1})
+        fail_letter = _wait_dead(client, failing, supervisor, timeout=60)
         crashing = _send(client, KILLS_WORKER, {"n": 2})
         # When the fleet has worked on them (restarting the worker as a supervisor would)
-        fail_letter = _wait_dead(client, failing, supervisor, timeout=60)
         crash_letter = _wait_dead(client, crashing, supervisor, timeout=90)
         # Then both are dead-lettered after the attempt budget, with payload and reason
         assert fail_letter.attempts == MAX_ATTEMPTS

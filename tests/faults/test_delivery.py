@@ -90,7 +90,8 @@ def test_kill_9_mid_batch_every_job_completes_once(
     assert len(results) == 300
     assert all(r.usage.completion_tokens == 8 for r in results)
     completions = _completions(first, second)
-    assert len(completions) >= 295  # a kill between storing and logging hides at most a few
+    # A kill between storing a batch's results and logging them hides at most that batch's lines
+    assert len(completions) >= 300 - 8
     assert max(completions.values()) == 1, completions.most_common(3)
     assert in_flight, "the kill came after the run had finished"
     print(f"kill -9: 300 submitted, 300 completed once, {len(in_flight)} redone by the heir, "

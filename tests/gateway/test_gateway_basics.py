@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 
 from ops.localfleet import qfleet_env
@@ -37,9 +39,46 @@ def test_unknown_path_is_an_openai_error(gateway: QfleetService, api_key: str) -
 
 
 def test_oversized_body_is_refused_before_reading(gateway: QfleetService, api_key: str) -> None:
-    status, body = _post(gateway.url + "/v1/chat/completions", b" " * 3_000_000, api_key)
+    # Given a request that announces a 3 MB body and has not sent any of it yet
+    url = urllib.parse.urlsplit(gateway.url)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        connection.putrequest("POST", "/v1/chat/completions")
+        connection.putheader("content-type", "application/json")
+        connection.putheader("authorization", f"Bearer {api_key}")
+        connection.putheader("content-length", str(3_000_000))
+        connection.endheaders()
+        # Then the gateway answers 413 without waiting for (or reading) the rest
+        response = connection.getresponse()
+        status, body = response.status, json.loads(response.read())
+    finally:
+        connection.close()
     assert status == 413
-    assert "QFLEET_GATEWAY_MAX_BODY_BYTES" in body["error"]["message"]  # type: ignore[index]
+    assert "QFLEET_GATEWAY_MAX_BODY_BYTES" in body["error"]["message"]
+
+
+def test_oversized_chunked_body_is_refused_at_the_limit(
+    gateway: QfleetService, api_key: str
+) -> None:
+    # Given a chunked request (no Content-Length to judge by) that goes on past the limit
+    url = urllib.parse.urlsplit(gateway.url)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    piece = b" " * 65_536
+    try:
+        connection.putrequest("POST", "/v1/chat/completions")
+        connection.putheader("content-type", "application/json")
+        connection.putheader("authorization", f"Bearer {api_key}")
+        connection.putheader("transfer-encoding", "chunked")
+        connection.endheaders()
+        for _ in range(31):  # 2.03 MB, just over the 2 MB default; the body never ends
+            connection.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+        response = connection.getresponse()
+        status, body = response.status, json.loads(response.read())
+    finally:
+        connection.close()
+    # Then it is answered 413 once the limit is passed
+    assert status == 413
+    assert "more than" in body["error"]["message"]
 
 
 def test_keys_store_only_hashes(key_store: KeyStore, fleet_env: dict[str, str]) -> None:
