@@ -172,7 +172,9 @@ def _bulk(fleet: Any, folder: Path, name: str, lines: list[dict[str, Any]], **sp
     return out, seconds
 
 
-def _fleet_runs(fleet: Any, folder: Path, records: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+def _fleet_runs(
+    fleet: Any, folder: Path, records: list[dict[str, Any]], plain_too: bool = True
+) -> tuple[Any, Any, Any]:
     """Per schema, the guided bulk run, then the plain one; (guided, plain, seconds)."""
     guided: dict[str, Any] = {}
     plain: dict[str, Any] = {}
@@ -182,6 +184,8 @@ def _fleet_runs(fleet: Any, folder: Path, records: list[dict[str, Any]]) -> tupl
         out, spent = _bulk(fleet, folder, schema, docs, json_schema=SCHEMAS[schema], window=2)
         guided.update(out)
         seconds["guided"] += spent
+        if not plain_too:
+            continue
         job = _job(group[:1], schema)
         asks = [
             {"id": r["id"], "messages": [m.model_dump() for m in _plain_prompt(job, r)]}
@@ -193,8 +197,13 @@ def _fleet_runs(fleet: Any, folder: Path, records: list[dict[str, Any]]) -> tupl
     return guided, plain, seconds
 
 
-def run_fleet(model_dir: Path, records: list[dict[str, Any]], layout: Layout) -> dict[str, Any]:
-    """Guided and plain bulk runs through one worker, then plain generation of the same tokens."""
+def run_fleet(
+    model_dir: Path, records: list[dict[str, Any]], layout: Layout, plain: bool = True
+) -> dict[str, Any]:
+    """Guided and plain bulk runs through one worker, then plain generation of the same tokens.
+
+    `plain=False`: the guided runs only (for quick looks; the issue's figures need both).
+    """
     import redis
 
     from ops.localfleet import WorkerProcess
@@ -216,13 +225,16 @@ def run_fleet(model_dir: Path, records: list[dict[str, Any]], layout: Layout) ->
         ).start(ready_timeout=180)  # fmt: skip
         fleet = FleetClient(Settings(redis_key_prefix=prefix))
         try:
-            guided, plain, seconds = _fleet_runs(fleet, folder, records)
+            guided, plain_out, seconds = _fleet_runs(fleet, folder, records, plain)
         finally:
             worker.stop()
             client = redis.Redis.from_url(fleet.settings.broker)
             for key in client.scan_iter(match=f"{prefix}*", count=1000):
                 client.delete(key)
             fleet.close()
+    if not plain:
+        del seconds["plain"]
+        return _report(model_dir.name, records, {"guided": guided}, seconds)
     lengths = {k: v.get("usage", {}).get("completion_tokens", 1) for k, v in guided.items()}
     model = load_model(model_dir, layout.options())
     try:
@@ -231,7 +243,7 @@ def run_fleet(model_dir: Path, records: list[dict[str, Any]], layout: Layout) ->
         model.close()
     plain_items = {
         k: {"status": v.get("status"), "object": parse_plain(v.get("text", ""))}
-        for k, v in plain.items()
+        for k, v in plain_out.items()
     }
     outputs = {
         "guided": guided,
@@ -342,7 +354,9 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--ablation", action="store_true", help="policy variants, in process")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="ablation variants")
-    parser.add_argument("--no-plain", action="store_true", help="ablation without plain")
+    parser.add_argument(
+        "--no-plain", action="store_true", help="no plain prompting or same-token baseline"
+    )
     parser.add_argument("--save", type=Path, help="ablation: keep decoded rows for --reread")
     parser.add_argument("--reread", type=Path, help="read saved rows again, no model")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -360,7 +374,7 @@ def main() -> None:
                 plain=not args.no_plain, save=args.save,
             )  # fmt: skip
         else:
-            figures = run_fleet(model_dir, records, args.layout)
+            figures = run_fleet(model_dir, records, args.layout, plain=not args.no_plain)
     except Exception as exc:  # a stage that could not run fails the benchmark
         print(f"benchmark stage failed: {exc!r}", file=sys.stderr)
         raise SystemExit(1) from exc

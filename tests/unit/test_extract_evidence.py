@@ -118,6 +118,38 @@ def test_a_nullable_currency_the_document_never_shows_becomes_null() -> None:
     assert yen.values["currency"] == "JPY"  # ¥ is yen too where yuan is not allowed
 
 
+def test_a_currency_the_amounts_are_not_written_in_takes_the_one_they_are() -> None:
+    # The model wrote the amount bare and the first currency listed; the document writes its
+    # amounts in one currency only, next to the figures.
+    yuan = _read({"total": 15000000, "currency": "USD"}, "合同金额: 人民币15,000,000元, 多元化")
+    pounds = _read({"total": 10390.25, "currency": "USD"}, "Total due: 10,390.25 pounds sterling")
+    two = _read({"total": 12, "currency": "USD"}, "12 euros, or $13 by card")
+    word_only = _read(
+        {"total": 12, "currency": "USD"}, "公司坚持多元化发展战略，客户遍及全国各地。本次共采购12项"
+    )
+
+    assert (yuan.values["currency"], yuan.provenance["currency"]) == ("CNY", "repaired")
+    assert "CNY only" in yuan.notes["currency"]
+    assert pounds.values["currency"] == "GBP"
+    assert two.values["currency"] == "USD"  # two currencies: nothing to go by
+    assert word_only.values["currency"] == "USD"  # 元 in a word, by no figure: no currency
+
+
+def test_a_null_currency_beside_a_stated_amount_takes_the_documents() -> None:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "amount": {"type": ["number", "null"]},
+            "currency": {"anyOf": [{"type": "string", "enum": ["USD", "CNY"]}, {"type": "null"}]},
+        },
+    }
+    given = _read_with(schema, {"amount": 2600000, "currency": None}, "涉及金额达¥260万。")
+    none = _read_with(schema, {"amount": None, "currency": None}, "涉及金额达¥260万。")
+
+    assert (given.values["currency"], given.provenance["currency"]) == ("CNY", "repaired")
+    assert none.values["currency"] is None  # no amount read: no currency to give it
+
+
 DATES: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -238,6 +270,12 @@ def test_a_number_a_power_of_ten_off_the_documents_only_amount_is_read_from_it()
 
     assert (reading.values["total"], reading.provenance["total"]) == (1200000, "repaired")
     assert chinese.values["total"] == 350000
+
+
+def test_a_bare_number_a_power_of_ten_off_is_read_from_the_document_too() -> None:
+    reading = _read({"total": 1200000000}, "The total contract value is US$1.2 million.")
+
+    assert (reading.values["total"], reading.provenance["total"]) == (1200000, "repaired")
 
 
 def test_a_number_the_document_writes_or_with_two_candidates_is_kept() -> None:

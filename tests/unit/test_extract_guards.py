@@ -108,6 +108,52 @@ class _Step:
     token_id: int
 
 
+MAILED = _normalised(
+    {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}, "email": {"type": "string"}},
+        "required": ["n", "email"],
+    }
+)
+COUNTED = _normalised(
+    {
+        "type": "object",
+        "properties": {"email": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["email", "n"],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("schema", "written", "then", "closed"),
+    [
+        (MAILED, '{"n": 3, "email": "a@b.com', '",', b'{"n": 3, "email": "a@b.com"}'),
+        (COUNTED, '{"email": "a@b.com", "n": 300', ",", b'{"email": "a@b.com", "n": 300}'),
+    ],
+)
+def test_punctuation_past_the_last_field_closes_the_object_without_an_engine_call(
+    tiny_decoder: GuidedDecoder, schema: dict[str, Any], written: str, then: str, closed: bytes
+) -> None:
+    # The model goes on as if another field came (`",` or `,` after the last one): the part of
+    # its punctuation the grammar allows is kept and the object closed, by code alone.
+    row = tiny_decoder._start(GuidedRow([1, 2, 3], decode_schema(schema), 64, written.encode()))
+    refused = tiny_decoder.guide.ll_tokenizer.tokenize_bytes(then.encode())
+    assert len(refused) == 1
+    assert row.on_token(_Step(refused[0])) is True
+    assert row.refused
+    calls = []
+    tiny_decoder._logits_of = lambda *a: calls.append(a)  # type: ignore[method-assign]
+
+    tiny_decoder._repair(row, Call([], None, Interrupts(None, None), True, True))
+
+    del tiny_decoder._logits_of
+    assert calls == []
+    assert bytes(row.trail.text) == closed
+    assert row.complete
+    assert row.repaired_fields == set()
+    assert row.repairs == 0
+
+
 def test_a_bare_number_is_taken_as_the_model_wrote_it(tiny_decoder: GuidedDecoder) -> None:
     output = _decode(tiny_decoder, TOTALLED, '{"total": 3492.56, "n": 12}')
 

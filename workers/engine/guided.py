@@ -209,7 +209,7 @@ class GuidedDecoder:
     def _repair(self, row: RowState, call: Call) -> None:
         """Replace the refused token with the best token the grammar allows."""
         row.refused = False
-        if self._requote(row) or self._structural_fix(row):
+        if self._requote(row) or self._structural_fix(row) or self._structural_intent(row):
             return
         if row.trail.after_separator:
             # The model did not want another item here (it wanted null, or to stop): end the
@@ -278,6 +278,42 @@ class GuidedDecoder:
             return False
         row.matcher = trial
         self._take(row, tokens)
+        return True
+
+    def _structural_intent(self, row: RowState) -> bool:
+        """A refused token of punctuation the model meant: the part of it the grammar allows.
+
+        After an object's last field the model often goes on as if another came: `",` closes
+        the string and adds a comma the schema has no field for; a bare `,` ends a number the
+        same way. The quote is kept (`",` → `"`), and a separator where the grammar takes no
+        further item closes what is open (`}` or `]`): the model's own structure, with no
+        engine call (a repair by logits re-encodes the row's whole prompt).
+        """
+        token = row.refused_token
+        if token is None:
+            return False
+        word = self.guide.ll_tokenizer.decode_bytes([token])
+        if not word or not set(word) <= _STRUCTURAL:
+            return False
+        for end in range(len(word) - 1, 0, -1):
+            head = word[:end]
+            if head.strip() and self._force_exactly(row, head):
+                return True
+        if word.strip() == b",":
+            return any(self._force_exactly(row, close) for close in (b"}", b"]"))
+        return False
+
+    def _force_exactly(self, row: RowState, text: bytes) -> bool:
+        """Force `text` when the grammar takes all of it and the row has room; else nothing."""
+        tokens = self.guide.ll_tokenizer.tokenize_bytes(text)
+        if not tokens or len(tokens) > row.remaining:
+            return False
+        trial = row.matcher.deep_copy()
+        if trial.try_consume_tokens(tokens) != len(tokens):
+            return False
+        row.matcher = trial
+        self._take(row, tokens)
+        self._fast_forward(row)
         return True
 
     def _take(self, row: RowState, tokens: Sequence[int]) -> None:

@@ -12,8 +12,11 @@ The model copies values; these checks hold the copies to the document and to eac
 - A currency field (an enum of ISO codes) agrees with the currency mark the model copied with the
   amounts of the same object (`¥44,086.19`, `10,390.25 pounds sterling`): when every amount says
   one currency and the field says another (or null), the amount's mark wins; `normalised`, with
-  a note. A nullable currency the document shows no sign of (no mark, word or code: the model
-  wrote `USD` for an article with no amount) becomes null, `repaired`.
+  a note. Where the document writes its amounts in one currency only (a mark, word or code next
+  to a figure: `人民币15,000,000元`) and the field says another, or null beside a read amount,
+  it takes that one, `repaired` (the model wrote the amount bare and the first option listed).
+  A nullable currency the document shows no sign of (no mark, word or code: the model wrote
+  `USD` for an article with no amount) becomes null, `repaired`.
 - A free-text string (or list item) that does not occur in the document but is within an edit or
   two of exactly one passage of it takes that passage's spelling (`nearest.py`), `repaired`.
 - One occurrence, one field: a nullable field holding the value a non-nullable field holds, where
@@ -22,8 +25,9 @@ The model copies values; these checks hold the copies to the document and to eac
 - `X and Y` / `X和Y` in one list item is split when the document also names X and Y apart.
 - A string enum answered with its first option, which the document never names, takes the one
   other option the document does name (`lease` → `employment`), `repaired`.
-- A number the document never writes, a power of ten off the one figure it does write (the
-  model converted `1.2 million` itself), takes the document's figure, `repaired`.
+- A number the document never writes (copied text or a bare number), a power of ten off the
+  one figure it does write (the model converted `1.2 million` itself), takes the document's
+  figure, `repaired`.
 - A date the document never states takes the one stated date a single part off it; with none,
   a nullable date becomes null. `repaired`.
 """
@@ -50,6 +54,9 @@ _AND = re.compile(r"^(.+?),?\s+(?:and|&)\s+(.+)$")
 # One conjunction joining two parts of a list item: "X and Y", "X & Y", "X 和 Y", "X与Y".
 _JOINED = re.compile(r"^(.+?)(?:,?\s+(?:and|&)\s+|\s*(?:以及|和|与|及)\s*)(.+)$")
 _MARKS = sorted(CURRENCY_WORDS, key=len, reverse=True)
+# How close (characters) a currency mark must stand to a figure to be the figure's currency:
+# `15 million US dollars`, `人民币15,000,000元`.
+_NEAR = 12
 
 
 def _norm(text: str) -> str:
@@ -72,7 +79,7 @@ def check_evidence(reading: Reading, schema: dict[str, Any], document: str) -> N
     _ground_currencies(reading, props, document)
     stated = date_mentions(document)
     for key, node in props.items():
-        if _kind(node) in ("number", "integer") and _copied(reading, key) not in doc:
+        if _kind(node) in ("number", "integer") and _written(reading, key) not in doc:
             _rescale(reading, key, document)
         elif _kind(node) == "date" and _copied(reading, key) not in doc:
             _unstated_date(reading, key, node, stated)
@@ -217,16 +224,54 @@ def _agree_currency(reading: Reading, props: dict[str, dict[str, Any]]) -> None:
 
 
 def _ground_currencies(reading: Reading, props: dict[str, dict[str, Any]], document: str) -> None:
-    """A nullable currency the document shows no mark, word or code of was not stated: null."""
+    """A currency the document does not show is not its currency.
+
+    Where the document writes its amounts in one currency only (a mark, word or code next to a
+    figure: `人民币15,000,000元`, `10,390.25 pounds sterling`), a currency field saying another
+    one (the model tends to write the first option listed), or null beside a stated amount,
+    takes that one. Otherwise a nullable currency the document shows no mark, word or code of
+    was not stated: null.
+    """
     stated = currency_marks(document)
-    if "CNY" in stated and re.search("[¥￥]", document):
+    yen_sign = re.search("[¥￥]", document) is not None
+    if "CNY" in stated and yen_sign:
         stated.add("JPY")  # ¥ is yuan or yen
+    by_amounts = amount_currencies(document)
+    amount_given = any(
+        reading.values.get(k) is not None for k, node in props.items() if _is_amount(node)
+    )
     for key, node in props.items():
-        value = reading.values.get(key)
-        if _is_currency(node) and nullable(node) and value is not None and value not in stated:
+        if not _is_currency(node) or key not in reading.values or key in reading.unreadable:
+            continue
+        value = reading.values[key]
+        options = [v for o in _options(node) for v in o.get("enum", []) if isinstance(v, str)]
+        sole = next(iter(by_amounts)) if len(by_amounts) == 1 else None
+        if value == "JPY" and sole == "CNY" and yen_sign:
+            continue  # ¥ alone: yuan or yen, the model's reading stands
+        if sole in options and value != sole and (value is not None or amount_given):
+            reading.values[key] = sole
+            reading.provenance[key] = "repaired"
+            _note(reading, key, f"the document writes its amounts in {sole} only")
+        elif nullable(node) and value is not None and value not in stated:
             reading.values[key] = None
             reading.provenance[key] = "repaired"
             _note(reading, key, f"the document shows no {value} amount; null")
+
+
+def amount_currencies(text: str) -> set[str]:
+    """The ISO codes of the currency marks and words written next to a figure in `text`."""
+    rest = unicodedata.normalize("NFKC", text).casefold()
+    found: set[str] = set()
+    for mark in _MARKS:
+        pattern = re.escape(mark)
+        if mark[0].isascii() and mark[0].isalpha():
+            pattern = rf"(?<![a-z]){pattern}(?![a-z])"
+        for match in list(re.finditer(pattern, rest)):
+            near = rest[max(0, match.start() - _NEAR) : match.end() + _NEAR]
+            if re.search(r"\d", near):
+                found.add(CURRENCY_WORDS[mark])
+        rest = re.sub(pattern, lambda m: " " * len(m.group()), rest)
+    return found
 
 
 def _is_currency(node: dict[str, Any]) -> bool:
@@ -244,6 +289,14 @@ def _copied(reading: Reading, key: str) -> str:
     if not isinstance(raw, str) or reading.values.get(key) is None:
         return ""
     return _norm(raw)
+
+
+def _written(reading: Reading, key: str) -> str:
+    """The text the model wrote for a scalar field: its copy, or a bare number's digits."""
+    raw = reading.raw.get(key)
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return _norm(repr(raw))
+    return _copied(reading, key)
 
 
 def _kind(node: dict[str, Any]) -> str | None:
