@@ -36,7 +36,8 @@ def test_a_choice_is_made_where_its_value_starts_and_once() -> None:
     assert choice_here(scan(b'{"kind": "'), choices, set()) == "kind"
     assert choice_here(scan(b'{"kind": "'), choices, {"kind"}) is None
     assert choice_here(scan(b'{"kind": "a'), choices, set()) is None
-    assert choice_here(scan(b'{"ok": '), choices, set()) == "ok"
+    assert choice_here(scan(b'{"ok":'), choices, set()) == "ok"
+    assert choice_here(scan(b'{"ok": '), choices, set()) is None  # the model wrote the space
     assert choice_here(scan(b'{"other": "'), choices, set()) is None
     assert choice_here(scan(b'{"x": {"kind": "'), choices, set()) is None
 
@@ -63,7 +64,8 @@ def test_closed_choices_are_booleans_and_word_enums_not_currencies(
     found = closed_choices(job, tiny_loaded.tokenizer, "fields")
 
     assert set(found) == {"paid", "kind", "maybe"}
-    assert found["paid"].options == [b"true", b"false"]
+    assert found["paid"].options == [b" true", b" false"]
+    assert not found["paid"].quoted
     assert found["kind"].options == [b'lease"', b'employment"', b'sale"']
     assert found["kind"].quoted
     assert len(set(found["kind"].first_tokens)) == 3
@@ -115,15 +117,18 @@ def test_a_calibrated_choice_is_a_valid_option_and_says_so(tiny_decoder: GuidedD
     job = ExtractJob(documents=[{"id": "a", "text": "x"}], json_schema=SCHEMA)
     choices = closed_choices(job, tiny_decoder.tokenizer, "fields")
     schema = decode_schema(job.json_schema)
-    rows = [GuidedRow(p, schema, 64, b'{"paid": ', choices) for p in ([5, 6], [7, 8, 9])]
+    rows = [GuidedRow(p, schema, 64, b'{"paid":', choices) for p in ([5, 6], [7, 8, 9])]
 
     outputs = tiny_decoder.decode(rows)
     again = closed_choices(job, tiny_decoder.tokenizer, "fields")
-    tiny_decoder.decode([GuidedRow([5, 6], schema, 8, b'{"paid": ', again)])
+    tiny_decoder.decode([GuidedRow([5, 6], schema, 8, b'{"paid":', again)])
 
     for output in outputs:
         assert output.text.startswith(('{"paid": true, "kind": ', '{"paid": false, "kind": '))
         assert set(output.chosen) <= {"paid", "kind", "maybe"}
+        # The random model's token after `"paid":` is neither ` true` nor ` false`: the
+        # boolean was decided by its calibrated scores, where the model writes it (after `:`).
+        assert "paid" in output.chosen
         for note in output.chosen.values():
             assert "calibrated" in note
     # A later job with the same schema reuses the document-free scores the first one asked for.

@@ -25,7 +25,7 @@ from qfleet.workers.engine.json_trail import JsonTrail
 class Choice:
     """One root field whose value is one of a few options."""
 
-    options: list[bytes]  # each option as written after the value's start (`health"`, `false`)
+    options: list[bytes]  # each option as written after the value's start (`health"`, ` false`)
     first_tokens: list[int]  # the token each option starts with; distinct
     quoted: bool  # a string option (decided after the opening quote) or a bare literal
     prior_prompt: list[int]  # the prompt with no document, up to where the value starts
@@ -49,7 +49,7 @@ def choice_here(trail: JsonTrail, choices: dict[str, Choice], decided: set[str])
     text = bytes(trail.text[-3:])
     if choices[name].quoted:
         return name if trail.in_string and text.endswith(b': "') else None
-    return name if not trail.in_string and not trail.in_key and text.endswith(b": ") else None
+    return name if not trail.in_string and not trail.in_key and text.endswith(b'":') else None
 
 
 def _log_softmax(values: np.ndarray) -> np.ndarray:

@@ -29,11 +29,14 @@ def closed_choices(
         if len(options) < 2:
             continue
         texts = [json.dumps(o, ensure_ascii=False) for o in options]
-        values = [t[1:] if quoted else t for t in texts]  # `health"` after the opening quote
+        # A string option is decided after its opening quote (`health"` follows `: "`); a bare
+        # literal right after the colon, where the model writes it with its space (` true`:
+        # the tokenizer's word, which a prompt ending in a lone space would not be).
+        values = [t[1:] if quoted else " " + t for t in texts]
         first = [tokenizer.encode(v[:-1] if quoted else v)[0] for v in values]
         if len(set(first)) < len(first):
             continue  # options that start alike cannot be told apart by one token
-        lead = "{" + json.dumps(name, ensure_ascii=False) + (': "' if quoted else ": ")
+        lead = "{" + json.dumps(name, ensure_ascii=False) + (': "' if quoted else ":")
         prompt = empty + tokenizer.encode(lead)
         found[name] = Choice([v.encode() for v in values], first, quoted, prompt)
     return found
