@@ -197,13 +197,10 @@ def _fleet_runs(
     return guided, plain, seconds
 
 
-def run_fleet(
-    model_dir: Path, records: list[dict[str, Any]], layout: Layout, plain: bool = True
-) -> dict[str, Any]:
-    """Guided and plain bulk runs through one worker, then plain generation of the same tokens.
-
-    `plain=False`: the guided runs only (for quick looks; the issue's figures need both).
-    """
+def _through_worker(
+    model_dir: Path, records: list[dict[str, Any]], layout: Layout, plain: bool
+) -> tuple[Any, Any, Any]:
+    """The bulk runs through one real worker: (guided, plain, seconds)."""
     import redis
 
     from ops.localfleet import WorkerProcess
@@ -225,13 +222,23 @@ def run_fleet(
         ).start(ready_timeout=180)  # fmt: skip
         fleet = FleetClient(Settings(redis_key_prefix=prefix))
         try:
-            guided, plain_out, seconds = _fleet_runs(fleet, folder, records, plain)
+            return _fleet_runs(fleet, folder, records, plain)
         finally:
             worker.stop()
             client = redis.Redis.from_url(fleet.settings.broker)
             for key in client.scan_iter(match=f"{prefix}*", count=1000):
                 client.delete(key)
             fleet.close()
+
+
+def run_fleet(
+    model_dir: Path, records: list[dict[str, Any]], layout: Layout, plain: bool = True
+) -> dict[str, Any]:
+    """Guided and plain bulk runs through one worker, then plain generation of the same tokens.
+
+    `plain=False`: the guided runs only (for quick looks; the issue's figures need both).
+    """
+    guided, plain_out, seconds = _through_worker(model_dir, records, layout, plain)
     if not plain:
         del seconds["plain"]
         return _report(model_dir.name, records, {"guided": guided}, seconds)

@@ -327,16 +327,23 @@ def test_fleet_page_shows_workers_queues_and_charts(
 ) -> None:
     # Given a fleet serving jobs
     go(page, "fleet")
-    # (long answers, so the backlog lasts several page refreshes, whatever the CPU's speed)
-    ids = [
-        fleet.submit(GenerateJob(prompt=f"chart {i}", max_tokens=160, priority=priority))
-        for i in range(24)
-        for priority in ("interactive", "bulk")
-    ]
-    # Then the backlog shows per queue and priority while it lasts (interactive jobs are taken
-    # first, so on a fast machine only the bulk level may still be waiting)
-    generate_row = page.locator("#page-fleet tr", has=page.locator("text=qfleet.generate")).last
-    expect(generate_row).to_contain_text(re.compile(r"p\d: \d+"), timeout=WAIT_MS)
+    # (its workers stop taking generate jobs for a while, so a backlog waits whatever the CPU's
+    # speed; the interactive lane may still take the interactive ones)
+    queues = fleet.app.control.inspect(timeout=10).active_queues() or {}
+    paused = [name for name, qs in queues.items() if QUEUE_GENERATE in {q["name"] for q in qs}]
+    assert paused, f"no worker consumes {QUEUE_GENERATE}: {queues}"
+    fleet.app.control.cancel_consumer(QUEUE_GENERATE, destination=paused, reply=True, timeout=10)
+    try:
+        ids = [
+            fleet.submit(GenerateJob(prompt=f"chart {i}", max_tokens=160, priority=priority))
+            for i in range(24)
+            for priority in ("interactive", "bulk")
+        ]
+        # Then the backlog shows per queue and priority
+        generate_row = page.locator("#page-fleet tr", has=page.locator("text=qfleet.generate")).last
+        expect(generate_row).to_contain_text(re.compile(r"p\d: \d+"), timeout=WAIT_MS)
+    finally:
+        fleet.app.control.add_consumer(QUEUE_GENERATE, destination=paused, reply=True, timeout=10)
     # (a few more samples, so the screenshot's charts have a shape)
     lines = page.locator("#page-fleet polyline")
     for _ in range(20):

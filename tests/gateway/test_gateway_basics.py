@@ -8,6 +8,7 @@ import subprocess
 import sys
 import urllib.parse
 import urllib.request
+from typing import Any
 
 from ops.localfleet import qfleet_env
 from ops.services import QfleetService, http_get
@@ -38,21 +39,29 @@ def test_unknown_path_is_an_openai_error(gateway: QfleetService, api_key: str) -
     assert set(body["error"]) == {"message", "type", "param", "code"}  # type: ignore[arg-type]
 
 
-def test_oversized_body_is_refused_before_reading(gateway: QfleetService, api_key: str) -> None:
-    # Given a request that announces a 3 MB body and has not sent any of it yet
+def _refused(gateway: QfleetService, api_key: str, headers: dict[str, str], *body: bytes) -> Any:
+    """Send a POST's headers and then `body` pieces as they are; (status, JSON body)."""
     url = urllib.parse.urlsplit(gateway.url)
     connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
     try:
         connection.putrequest("POST", "/v1/chat/completions")
         connection.putheader("content-type", "application/json")
         connection.putheader("authorization", f"Bearer {api_key}")
-        connection.putheader("content-length", str(3_000_000))
+        for name, value in headers.items():
+            connection.putheader(name, value)
         connection.endheaders()
-        # Then the gateway answers 413 without waiting for (or reading) the rest
+        for piece in body:
+            connection.send(piece)
         response = connection.getresponse()
-        status, body = response.status, json.loads(response.read())
+        return response.status, json.loads(response.read())
     finally:
         connection.close()
+
+
+def test_oversized_body_is_refused_before_reading(gateway: QfleetService, api_key: str) -> None:
+    # Given a request that announces a 3 MB body and has not sent any of it yet
+    status, body = _refused(gateway, api_key, {"content-length": str(3_000_000)})
+    # Then the gateway answers 413 without waiting for (or reading) the body
     assert status == 413
     assert "QFLEET_GATEWAY_MAX_BODY_BYTES" in body["error"]["message"]
 
@@ -60,22 +69,11 @@ def test_oversized_body_is_refused_before_reading(gateway: QfleetService, api_ke
 def test_oversized_chunked_body_is_refused_at_the_limit(
     gateway: QfleetService, api_key: str
 ) -> None:
-    # Given a chunked request (no Content-Length to judge by) that goes on past the limit
-    url = urllib.parse.urlsplit(gateway.url)
-    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    # Given a chunked request (no Content-Length to judge by) that goes on past the limit:
+    # 31 chunks of 64 KiB, just over the 2 MB default, and the body never ends
     piece = b" " * 65_536
-    try:
-        connection.putrequest("POST", "/v1/chat/completions")
-        connection.putheader("content-type", "application/json")
-        connection.putheader("authorization", f"Bearer {api_key}")
-        connection.putheader("transfer-encoding", "chunked")
-        connection.endheaders()
-        for _ in range(31):  # 2.03 MB, just over the 2 MB default; the body never ends
-            connection.send(b"%x\r\n%s\r\n" % (len(piece), piece))
-        response = connection.getresponse()
-        status, body = response.status, json.loads(response.read())
-    finally:
-        connection.close()
+    chunks = [b"%x\r\n%s\r\n" % (len(piece), piece)] * 31
+    status, body = _refused(gateway, api_key, {"transfer-encoding": "chunked"}, *chunks)
     # Then it is answered 413 once the limit is passed
     assert status == 413
     assert "more than" in body["error"]["message"]

@@ -9,14 +9,11 @@ The model copies values; these checks hold the copies to the document and to eac
 - A list item that holds several items as the document wrote them is split: one that contains the
   enumeration comma `、`, or one that ends a comma list the document writes as `A, B and C`
   (the model split at the commas and kept "B and C"). Provenance `normalised`, with a note.
-- A currency field (an enum of ISO codes) agrees with the currency mark the model copied with the
-  amounts of the same object (`¥44,086.19`, `10,390.25 pounds sterling`): when every amount says
-  one currency and the field says another (or null), the amount's mark wins; `normalised`, with
-  a note. Where the document writes its amounts in one currency only (a mark, word or code next
-  to a figure: `人民币15,000,000元`) and the field says another, or null beside a read amount,
-  it takes that one, `repaired` (the model wrote the amount bare and the first option listed).
-  A nullable currency the document shows no sign of (no mark, word or code: the model wrote
-  `USD` for an article with no amount) becomes null, `repaired`.
+- A currency field (an enum of ISO codes) agrees with the mark the model copied with the
+  object's amounts (`¥44,086.19`): one mark among them wins, `normalised`. Else, where the
+  document writes its amounts in one currency only (`人民币15,000,000元`), a field saying another,
+  or null beside a read amount, takes it; a nullable currency the document shows no sign of
+  becomes null (`USD` for an article with no amount). Both `repaired`.
 - A free-text string (or list item) that does not occur in the document but is within an edit or
   two of exactly one passage of it takes that passage's spelling (`nearest.py`), `repaired`.
 - One occurrence, one field: a nullable field holding the value a non-nullable field holds, where
@@ -37,6 +34,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Iterator
 from typing import Any
 
 from qfleet.workers.extraction.fields import copy_kind, node_types, nullable, properties
@@ -187,16 +185,25 @@ def _named_apart(item: str, doc: str) -> list[str]:
 
 def currency_marks(text: str) -> set[str]:
     """The ISO codes of the currency marks and words in `text` (longest spelling first)."""
+    return {code for code, _ in _currency_mentions(text)}
+
+
+def amount_currencies(text: str) -> set[str]:
+    """The ISO codes of the currency marks and words written next to a figure in `text`."""
+    return {code for code, near in _currency_mentions(text) if re.search(r"\d", near)}
+
+
+def _currency_mentions(text: str) -> Iterator[tuple[str, str]]:
+    """Each currency mark or word in `text` as (ISO code, the text around it), longest first."""
     rest = unicodedata.normalize("NFKC", text).casefold()
-    found: set[str] = set()
     for mark in _MARKS:
         pattern = re.escape(mark)
         if mark[0].isascii() and mark[0].isalpha():
             pattern = rf"(?<![a-z]){pattern}(?![a-z])"
-        if re.search(pattern, rest):
-            found.add(CURRENCY_WORDS[mark])
-            rest = re.sub(pattern, " ", rest)
-    return found
+        for match in list(re.finditer(pattern, rest)):
+            yield CURRENCY_WORDS[mark], rest[max(0, match.start() - _NEAR) : match.end() + _NEAR]
+        # Blanked, not removed: `元` inside `人民币元` is not counted again, positions stay.
+        rest = re.sub(pattern, lambda m: " " * len(m.group()), rest)
 
 
 def _agree_currency(reading: Reading, props: dict[str, dict[str, Any]]) -> None:
@@ -256,22 +263,6 @@ def _ground_currencies(reading: Reading, props: dict[str, dict[str, Any]], docum
             reading.values[key] = None
             reading.provenance[key] = "repaired"
             _note(reading, key, f"the document shows no {value} amount; null")
-
-
-def amount_currencies(text: str) -> set[str]:
-    """The ISO codes of the currency marks and words written next to a figure in `text`."""
-    rest = unicodedata.normalize("NFKC", text).casefold()
-    found: set[str] = set()
-    for mark in _MARKS:
-        pattern = re.escape(mark)
-        if mark[0].isascii() and mark[0].isalpha():
-            pattern = rf"(?<![a-z]){pattern}(?![a-z])"
-        for match in list(re.finditer(pattern, rest)):
-            near = rest[max(0, match.start() - _NEAR) : match.end() + _NEAR]
-            if re.search(r"\d", near):
-                found.add(CURRENCY_WORDS[mark])
-        rest = re.sub(pattern, lambda m: " " * len(m.group()), rest)
-    return found
 
 
 def _is_currency(node: dict[str, Any]) -> bool:
