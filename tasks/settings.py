@@ -70,8 +70,8 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra modules with qfleet tasks for workers to load (JSON list).",
     )
-    task_soft_time_limit_s: int = Field(default=600, ge=1, description="Soft limit per job.")
-    task_time_limit_s: int = Field(default=660, ge=1, description="Hard limit per job.")
+    task_soft_time_limit_s: float = Field(default=600, ge=0.1, description="Soft limit per job.")
+    task_time_limit_s: float = Field(default=660, ge=0.1, description="Hard limit per job.")
     prefetch_multiplier: int = Field(
         default=1,
         ge=1,
