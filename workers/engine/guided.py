@@ -305,14 +305,10 @@ class GuidedDecoder:
 
     def _force_exactly(self, row: RowState, text: bytes) -> bool:
         """Force `text` when the grammar takes all of it and the row has room; else nothing."""
-        tokens = self.guide.ll_tokenizer.tokenize_bytes(text)
-        if not tokens or len(tokens) > row.remaining:
+        if len(self.guide.ll_tokenizer.tokenize_bytes(text)) > row.remaining:
             return False
-        trial = row.matcher.deep_copy()
-        if trial.try_consume_tokens(tokens) != len(tokens):
+        if not self._force(row, text):
             return False
-        row.matcher = trial
-        self._take(row, tokens)
         self._fast_forward(row)
         return True
 
