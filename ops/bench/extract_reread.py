@@ -14,7 +14,7 @@ fields pass 1 could not read (decoded again under the caller's constraint: `repa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,8 @@ from ops.bench.extract_schemas import SCHEMAS
 from qfleet.tasks.schemas import ExtractJob
 from qfleet.workers.engine.guided import GuidedOutput
 from qfleet.workers.extraction import run as extraction_run
-from qfleet.workers.extraction.evidence import check_evidence
-from qfleet.workers.extraction.items import Reading, build_item, check_fields, read_output
-from qfleet.workers.extraction.run import _validator
+from qfleet.workers.extraction.items import Reading, build_item
+from qfleet.workers.extraction.run import _validator, read_row
 
 
 @contextmanager
@@ -33,9 +32,10 @@ def recording(store: dict[str, dict[str, Any]]) -> Iterator[None]:
     """While open, every row `run_extract` reads is kept in `store` by document text."""
     original = extraction_run._Decoding._read
 
-    def _read(self: Any, output: GuidedOutput, document: str) -> Reading:
-        reading = original(self, output, document)
-        seen = store.get(document)
+    def _read(
+        self: Any, output: GuidedOutput, document: str, constrained: Collection[str] = ()
+    ) -> Reading:
+        reading = original(self, output, document, constrained)
         store[document] = {
             "text": output.text,
             "finish_reason": output.finish_reason,
@@ -45,8 +45,7 @@ def recording(store: dict[str, dict[str, Any]]) -> Iterator[None]:
             "trimmed_fields": list(output.trimmed_fields),
             "chosen": dict(output.chosen),
             "error": output.error,
-            "constrained": seen["unreadable"] if seen else [],
-            "unreadable": sorted(reading.unreadable),
+            "constrained": sorted(constrained),
         }
         return reading
 
@@ -80,13 +79,10 @@ def reread(
             repaired_fields=row["repaired_fields"], trimmed_fields=row["trimmed_fields"],
             error=row["error"], chosen=row.get("chosen", {}),
         )  # fmt: skip
-        reading = read_output(output, schema)
-        if evidence:
-            check_evidence(reading, schema, record["text"])
         job = ExtractJob(documents=[{"id": "x", "text": "x"}], json_schema=schema)
-        check_fields(reading, _validator(job))
-        for key in row["constrained"]:
-            if key in reading.provenance:
-                reading.provenance[key] = "repaired"
+        reading = read_row(
+            output, schema, record["text"], _validator(job),
+            evidence=evidence, constrained=row["constrained"],
+        )  # fmt: skip
         out[record["id"]] = build_item(record["id"], output, reading, schema).model_dump()
     return out

@@ -6,8 +6,9 @@ import json
 from typing import Any
 
 from qfleet.workers.engine.guided import GuidedOutput
-from qfleet.workers.extraction.evidence import check_evidence, currency_marks
+from qfleet.workers.extraction.evidence import check_evidence
 from qfleet.workers.extraction.items import Reading, read_output
+from qfleet.workers.extraction.values import currency_marks
 
 SCHEMA: dict[str, Any] = {
     "type": "object",

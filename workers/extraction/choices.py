@@ -15,7 +15,7 @@ from qfleet.workers.engine.chat import ChatTokenizer
 from qfleet.workers.engine.guided_choice import Choice
 from qfleet.workers.extraction.fields import node_types, properties
 from qfleet.workers.extraction.prompt import PromptStyle, extraction_messages
-from qfleet.workers.extraction.values import CURRENCY_WORDS
+from qfleet.workers.extraction.values import is_currency_enum
 
 
 def closed_choices(
@@ -52,6 +52,6 @@ def _options(node: dict[str, Any]) -> tuple[list[Any], bool]:
     options = [v for v in node.get("enum", []) if v is not None]
     if not options or not all(isinstance(v, str) for v in options):
         return [], False
-    if set(options) <= set(CURRENCY_WORDS.values()):
+    if is_currency_enum(options):
         return [], False
     return options, True

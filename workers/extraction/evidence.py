@@ -34,16 +34,17 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterator
 from typing import Any
 
 from qfleet.workers.extraction.fields import copy_kind, node_types, nullable, properties
 from qfleet.workers.extraction.items import Reading
 from qfleet.workers.extraction.nearest import nearest_passage
 from qfleet.workers.extraction.values import (
-    CURRENCY_WORDS,
     UnreadableError,
+    amount_currencies,
+    currency_marks,
     date_mentions,
+    is_currency_enum,
     match_enum,
     number_mentions,
 )
@@ -51,10 +52,6 @@ from qfleet.workers.extraction.values import (
 _AND = re.compile(r"^(.+?),?\s+(?:and|&)\s+(.+)$")
 # One conjunction joining two parts of a list item: "X and Y", "X & Y", "X 和 Y", "X与Y".
 _JOINED = re.compile(r"^(.+?)(?:,?\s+(?:and|&)\s+|\s*(?:以及|和|与|及)\s*)(.+)$")
-_MARKS = sorted(CURRENCY_WORDS, key=len, reverse=True)
-# How close (characters) a currency mark must stand to a figure to be the figure's currency:
-# `15 million US dollars`, `人民币15,000,000元`.
-_NEAR = 12
 
 
 def _norm(text: str) -> str:
@@ -183,29 +180,6 @@ def _named_apart(item: str, doc: str) -> list[str]:
     return [item]
 
 
-def currency_marks(text: str) -> set[str]:
-    """The ISO codes of the currency marks and words in `text` (longest spelling first)."""
-    return {code for code, _ in _currency_mentions(text)}
-
-
-def amount_currencies(text: str) -> set[str]:
-    """The ISO codes of the currency marks and words written next to a figure in `text`."""
-    return {code for code, near in _currency_mentions(text) if re.search(r"\d", near)}
-
-
-def _currency_mentions(text: str) -> Iterator[tuple[str, str]]:
-    """Each currency mark or word in `text` as (ISO code, the text around it), longest first."""
-    rest = unicodedata.normalize("NFKC", text).casefold()
-    for mark in _MARKS:
-        pattern = re.escape(mark)
-        if mark[0].isascii() and mark[0].isalpha():
-            pattern = rf"(?<![a-z]){pattern}(?![a-z])"
-        for match in list(re.finditer(pattern, rest)):
-            yield CURRENCY_WORDS[mark], rest[max(0, match.start() - _NEAR) : match.end() + _NEAR]
-        # Blanked, not removed: `元` inside `人民币元` is not counted again, positions stay.
-        rest = re.sub(pattern, lambda m: " " * len(m.group()), rest)
-
-
 def _agree_currency(reading: Reading, props: dict[str, dict[str, Any]]) -> None:
     currency = [k for k, node in props.items() if _is_currency(node)]
     amounts = [k for k, node in props.items() if _is_amount(node)]
@@ -219,7 +193,7 @@ def _agree_currency(reading: Reading, props: dict[str, dict[str, Any]]) -> None:
             marks |= currency_marks(raw)
     if len(marks) != 1 or key in reading.unreadable:
         return
-    options = [v for o in _options(props[key]) for v in o.get("enum", []) if isinstance(v, str)]
+    options = _enum_options(props[key])
     try:
         code, _ = match_enum(next(iter(marks)), options)
     except UnreadableError:
@@ -251,7 +225,7 @@ def _ground_currencies(reading: Reading, props: dict[str, dict[str, Any]], docum
         if not _is_currency(node) or key not in reading.values or key in reading.unreadable:
             continue
         value = reading.values[key]
-        options = [v for o in _options(node) for v in o.get("enum", []) if isinstance(v, str)]
+        options = _enum_options(node)
         sole = next(iter(by_amounts)) if len(by_amounts) == 1 else None
         if value == "JPY" and sole == "CNY" and yen_sign:
             continue  # ¥ alone: yuan or yen, the model's reading stands
@@ -265,9 +239,13 @@ def _ground_currencies(reading: Reading, props: dict[str, dict[str, Any]], docum
             _note(reading, key, f"the document shows no {value} amount; null")
 
 
+def _enum_options(node: dict[str, Any]) -> list[str]:
+    """A node's string enum options, across its `anyOf` branches."""
+    return [v for o in _options(node) for v in o.get("enum", []) if isinstance(v, str)]
+
+
 def _is_currency(node: dict[str, Any]) -> bool:
-    enums = [v for o in _options(node) for v in o.get("enum", []) if v is not None]
-    return bool(enums) and set(enums) <= set(CURRENCY_WORDS.values())
+    return is_currency_enum(_enum_options(node))
 
 
 def _is_amount(node: dict[str, Any]) -> bool:
@@ -389,7 +367,7 @@ def _named_option(reading: Reading, key: str, node: dict[str, Any], doc: str) ->
     and stays (a category judged from the story need not be written). Currencies are left to
     the checks above.
     """
-    options = [v for o in _options(node) for v in o.get("enum", []) if isinstance(v, str)]
+    options = _enum_options(node)
     value = reading.values[key]
     if not options or value != options[0] or _is_currency(node) or _names(value, doc):
         return

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from qfleet.tasks.schemas import ChatMessage, ExtractJob
 from qfleet.workers.engine.chat import as_data
-from qfleet.workers.extraction.values import CURRENCY_WORDS
+from qfleet.workers.extraction.values import is_currency_enum
 
 PromptStyle = Literal["fields", "fields-short", "schema", "fields-reminder"]
 DEFAULT_STYLE: PromptStyle = "fields"
@@ -49,7 +49,7 @@ def _kind(node: dict[str, Any]) -> str:
         return " or ".join(kinds) + (" or null" if nullable else "")
     if "enum" in node:
         values = ", ".join(json.dumps(v, ensure_ascii=False) for v in node["enum"])
-        if _is_currency(node["enum"]):
+        if is_currency_enum(node["enum"]):
             # Documents write currencies as marks (¥, 元, $, €); the reader knows them, and a
             # small model asked for a code alone tends to write the first one listed.
             return f"currency as the document writes it (mark, word or code), one of {values}"
@@ -72,16 +72,17 @@ def _kind(node: dict[str, Any]) -> str:
     return " or ".join(words)
 
 
-def _is_currency(values: list[Any]) -> bool:
-    return set(values) - {None} <= set(CURRENCY_WORDS.values())
+def _description(node: dict[str, Any]) -> str:
+    """A property's description, or its first `anyOf` branch's ('' when none says one)."""
+    inner = [o.get("description") for o in node.get("anyOf", []) if o.get("description")]
+    return str(node.get("description") or (inner[0] if inner else ""))
 
 
 def field_lines(schema: dict[str, Any]) -> str:
     """One line per root property: `- name (kind): description`."""
     lines = []
     for name, node in schema.get("properties", {}).items():
-        inner = [o.get("description") for o in node.get("anyOf", []) if o.get("description")]
-        description = node.get("description") or (inner[0] if inner else "")
+        description = _description(node)
         lines.append(f"- {name} ({_kind(node)})" + (f": {description}" if description else ""))
     return "\n".join(lines)
 
@@ -146,9 +147,8 @@ def reminder(schema: dict[str, Any]) -> str:
     """After the document, the fields again, compactly: `name (description); ...`."""
     parts = []
     for name, node in schema.get("properties", {}).items():
-        inner = [o.get("description") for o in node.get("anyOf", []) if o.get("description")]
-        description = node.get("description") or (inner[0] if inner else "")
-        if not description and "enum" in node and not _is_currency(node["enum"]):
+        description = _description(node)
+        if not description and "enum" in node and not is_currency_enum(node["enum"]):
             description = _kind(node)  # the options again, next to the document
         parts.append(f"{name} ({description})" if description else name)
     return "Fields: " + "; ".join(parts) + "."

@@ -11,7 +11,7 @@ caller's own constraint (its value is then `repaired`). Every object is checked 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -239,12 +239,13 @@ class _Decoding:
                 raise JobCancelledError("the job was cancelled")
         return outputs
 
-    def _read(self, output: GuidedOutput, document: str) -> Reading:
-        reading = read_output(output, self.job.json_schema)
-        if self.policy.evidence:
-            check_evidence(reading, self.job.json_schema, document)
-        check_fields(reading, self.validator)
-        return reading
+    def _read(
+        self, output: GuidedOutput, document: str, constrained: Collection[str] = ()
+    ) -> Reading:
+        return read_row(
+            output, self.job.json_schema, document, self.validator,
+            evidence=self.policy.evidence, constrained=constrained,
+        )  # fmt: skip
 
     def _repair_row(
         self, prompt: list[int], output: GuidedOutput, reading: Reading
@@ -270,11 +271,7 @@ class _Decoding:
         output.repairs += first.repairs
         output.repaired_fields = sorted({*first.repaired_fields, *output.repaired_fields})
         output.trimmed_fields = sorted({*first.trimmed_fields, *output.trimmed_fields})
-        reading = self._read(output, document)
-        for key in constrained:
-            if key in reading.provenance:
-                reading.provenance[key] = "repaired"
-        return output, reading
+        return output, self._read(output, document, constrained)
 
 
 def _prompts(
@@ -299,6 +296,29 @@ def _document_independent_length(
         if any(p[n] != probe[n] for p in prompts):
             return n
     return length
+
+
+def read_row(
+    output: GuidedOutput,
+    schema: dict[str, Any],
+    document: str,
+    validator: Draft202012Validator,
+    *,
+    evidence: bool = True,
+    constrained: Collection[str] = (),
+) -> Reading:
+    """How a decoded row becomes a reading: read, held to its document, each field checked.
+
+    `constrained`: fields the repair pass decoded under their own constraint (`repaired`).
+    """
+    reading = read_output(output, schema)
+    if evidence:
+        check_evidence(reading, schema, document)
+    check_fields(reading, validator)
+    for key in constrained:
+        if key in reading.provenance:
+            reading.provenance[key] = "repaired"
+    return reading
 
 
 def _validator(job: ExtractJob) -> Draft202012Validator:

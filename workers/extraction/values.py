@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from datetime import date
+from typing import Any
 
 MONTHS = {
     name: n
@@ -72,6 +74,10 @@ CURRENCY_WORDS = {
     "sterling": "GBP", "英镑": "GBP",
     "jpy": "JPY", "yen": "JPY", "日元": "JPY", "円": "JPY",
 }  # fmt: skip
+_MARKS = sorted(CURRENCY_WORDS, key=len, reverse=True)
+# How close (characters) a currency mark must stand to a figure to be the figure's currency:
+# `15 million US dollars`, `人民币15,000,000元`.
+_NEAR = 12
 _NUMBER = re.compile(r"[-+]?\d[\d,.'\s]*")
 _NUMERIC_DATE = re.compile(r"^(\d{1,4})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{1,4})$")
 _ZH_DATE = re.compile(r"^([\d〇零一二三四五六七八九]{2,4})年([\d〇一二三四五六七八九十]{1,3})月"
@@ -85,6 +91,35 @@ _DATE_MENTION = re.compile(
     rf"|\b(?:{_MONTH})\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}",
     re.IGNORECASE,
 )
+
+
+def currency_marks(text: str) -> set[str]:
+    """The ISO codes of the currency marks and words in `text` (longest spelling first)."""
+    return {code for code, _ in _currency_mentions(text)}
+
+
+def amount_currencies(text: str) -> set[str]:
+    """The ISO codes of the currency marks and words written next to a figure in `text`."""
+    return {code for code, near in _currency_mentions(text) if re.search(r"\d", near)}
+
+
+def _currency_mentions(text: str) -> Iterator[tuple[str, str]]:
+    """Each currency mark or word in `text` as (ISO code, the text around it), longest first."""
+    rest = unicodedata.normalize("NFKC", text).casefold()
+    for mark in _MARKS:
+        pattern = re.escape(mark)
+        if mark[0].isascii() and mark[0].isalpha():
+            pattern = rf"(?<![a-z]){pattern}(?![a-z])"
+        for match in list(re.finditer(pattern, rest)):
+            yield CURRENCY_WORDS[mark], rest[max(0, match.start() - _NEAR) : match.end() + _NEAR]
+        # Blanked, not removed: `元` inside `人民币元` is not counted again, positions stay.
+        rest = re.sub(pattern, lambda m: " " * len(m.group()), rest)
+
+
+def is_currency_enum(values: Iterable[Any]) -> bool:
+    """Whether an enum's options (null aside) are all currency codes `CURRENCY_WORDS` knows."""
+    codes = set(values) - {None}
+    return bool(codes) and codes <= set(CURRENCY_WORDS.values())
 
 
 class UnreadableError(ValueError):
