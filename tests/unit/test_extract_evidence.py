@@ -306,3 +306,167 @@ def test_a_stated_date_or_one_near_several_stated_dates_is_kept() -> None:
     assert stated.values["issued"] == "2020-07-06"
     assert stated.provenance["issued"] == "model"
     assert ambiguous.values["issued"] == "2019-06-28"  # a required date is never nulled
+
+
+def test_a_total_that_is_a_part_of_a_written_sum_takes_the_sum() -> None:
+    english = _read(
+        {"total": "$3,090.76"},
+        "The subtotal is $3,090.76 and tax comes to US$401.80, for a total of US$3,492.56.",
+    )
+    chinese = _read(
+        {"total": "人民币28,318.58元"},
+        "不含税金额: 人民币28,318.58元\n税额(13%): 人民币3,681.42元\n价税合计: 3.2万元",
+    )
+
+    assert (english.values["total"], english.provenance["total"]) == (3492.56, "repaired")
+    assert "sum" in english.notes["total"]
+    assert chinese.values["total"] == 32000
+
+
+def test_a_total_with_no_sum_or_two_sums_or_a_field_not_asking_for_one_is_kept() -> None:
+    alone = _read({"total": "3,090.76"}, "Amount: 3,090.76; 12 items.")
+    two = _read({"total": "100"}, "Parts 100, 20 and 50; sums 120 and 150.")
+    schema = {"type": "object", "properties": {"subtotal": {"type": "number"}}}
+    part = _read_with(schema, {"subtotal": "90"}, "Subtotal 90, tax 10, total 100.")
+
+    assert alone.values["total"] == 3090.76
+    assert two.values["total"] == 100
+    assert (part.values["subtotal"], part.provenance["subtotal"]) == (90, "model")
+
+
+def test_the_documents_own_date_gives_way_to_the_one_date_it_reports() -> None:
+    emailed = _read_with(
+        DATES,
+        {"issued": "2022-04-28"},
+        "From: office@example.com\nDate: 2022-04-28\n\nThe invoice was issued on April 14, 2022.",
+    )
+    printed = _read_with(
+        DATES,
+        {"issued": "2025-03-13", "due": "Mar. 14, 2025"},
+        "Issued March 13, 2025. This copy was printed on Mar. 14, 2025 for your records.",
+    )
+    chinese = _read_with(
+        DATES,
+        {"issued": "2025-11-30"},
+        "开票日期：2025年11月29日。本副本打印于2025/11/30，仅供存档。",
+    )
+
+    assert (emailed.values["issued"], emailed.provenance["issued"]) == ("2022-04-14", "repaired")
+    assert (printed.values["due"], printed.provenance["due"]) == (None, "repaired")
+    assert chinese.values["issued"] == "2025-11-29"
+
+
+def test_a_date_the_document_also_reports_or_a_field_asking_for_its_own_date_is_kept() -> None:
+    reported = _read_with(
+        DATES, {"issued": "2022-04-28"}, "Date: 2022-04-28\n\nIt takes effect on 2022-04-28."
+    )
+    schema = {"type": "object", "properties": {"published": {"type": "string", "format": "date"}}}
+    asked = _read_with(
+        schema, {"published": "2025-09-10"}, "Published 2025-09-10. Held 2025-09-09."
+    )
+
+    assert (reported.values["issued"], reported.provenance["issued"]) == ("2022-04-28", "model")
+    assert (asked.values["published"], asked.provenance["published"]) == ("2025-09-10", "model")
+
+
+COUNTS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "term_months": {"type": ["integer", "null"]},
+        "years_experience": {"type": "integer"},
+    },
+}
+
+
+def test_a_count_field_takes_the_one_count_the_document_writes_in_its_unit() -> None:
+    months = _read_with(COUNTS, {"term_months": None}, "It runs for six months from 2024-05-01.")
+    figures = _read_with(COUNTS, {"term_months": None}, "期限: 24个月，至2023年11月17日终止。")
+    years = _read_with(COUNTS, {"years_experience": 10}, "2014年起从事护理工作，工作经验十一年。")
+
+    assert (months.values["term_months"], months.provenance["term_months"]) == (6, "repaired")
+    assert figures.values["term_months"] == 24
+    assert (years.values["years_experience"], years.provenance["years_experience"]) == (
+        11,
+        "repaired",
+    )
+
+
+def test_a_count_the_document_writes_or_two_counts_in_the_unit_are_kept() -> None:
+    written = _read_with(COUNTS, {"years_experience": 12}, "Twelve years in sales; 12 years here.")
+    two = _read_with(COUNTS, {"term_months": None}, "Runs 6 months, renewable for 12 months.")
+
+    assert written.values["years_experience"] == 12
+    assert two.values["term_months"] is None
+
+
+PARTIES: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "parties": {"type": "array", "items": {"type": "string"}},
+        "governing_city": {"type": ["string", "null"]},
+    },
+}
+
+
+def test_a_nullable_name_another_field_holds_and_the_document_states_once_becomes_null() -> None:
+    reading = _read_with(
+        PARTIES,
+        {"parties": ["Orbit Logistics Ltd", "Maria Alvarez"], "governing_city": "Orbit Logistics"},
+        "Made between Orbit Logistics Ltd and Maria Alvarez in London.",
+    )
+    named_twice = _read_with(
+        PARTIES,
+        {"parties": ["London Transit", "Maria Alvarez"], "governing_city": "London"},
+        "London Transit and Maria Alvarez agree that the courts of London decide disputes.",
+    )
+
+    assert (reading.values["governing_city"], reading.provenance["governing_city"]) == (
+        None,
+        "repaired",
+    )
+    assert named_twice.values["governing_city"] == "London"
+
+
+def test_one_list_item_joining_two_capitalised_names_is_split() -> None:
+    joined = _read({"languages": ["Port of Rotterdam and Vestas"]}, "Port of Rotterdam and Vestas")
+    lower = _read({"languages": ["bread and butter"]}, "We sell bread and butter.")
+    two = _read(
+        {"languages": ["Marks and Spencer", "Tate and Lyle"]}, "Marks and Spencer; Tate and Lyle."
+    )
+
+    assert joined.values["languages"] == ["Port of Rotterdam", "Vestas"]
+    assert joined.provenance["languages"] == "normalised"
+    assert lower.values["languages"] == ["bread and butter"]
+    assert two.values["languages"] == ["Marks and Spencer", "Tate and Lyle"]
+
+
+NEWS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "amount": {"type": ["number", "null"]},
+        "attendees": {"type": ["integer", "null"]},
+    },
+}
+
+
+def test_a_count_written_only_as_money_and_an_amount_written_only_as_a_count_become_null() -> None:
+    money = _read_with(
+        NEWS,
+        {"amount": 120000, "attendees": 120000},
+        "| Amount | 120,000 euros |\n| Location | Munich |",
+    )
+    count = _read_with(NEWS, {"amount": "60", "attendees": "60"}, "参与人数: 60\n地点: 广州")
+    scaled = _read_with(NEWS, {"amount": "120万RMB", "attendees": "120万"}, "涉及金额达120万RMB。")
+
+    assert money.values == {"amount": 120000, "attendees": None}
+    assert money.provenance["attendees"] == "repaired"
+    assert count.values == {"amount": None, "attendees": 60}
+    assert scaled.values == {"amount": 1200000, "attendees": None}
+
+
+def test_figures_written_both_ways_or_apart_stay() -> None:
+    both = _read_with(NEWS, {"amount": 300, "attendees": 300}, "300 guests paid €300 in all.")
+    apart = _read_with(NEWS, {"amount": "€5,000", "attendees": 1200}, "€5,000 raised; 1,200 came.")
+
+    assert both.values == {"amount": 300, "attendees": 300}
+    assert apart.values == {"amount": 5000, "attendees": 1200}

@@ -10,10 +10,12 @@ from qfleet.workers.extraction.fields import decode_schema, read_value
 from qfleet.workers.extraction.values import (
     UnreadableError,
     date_mentions,
+    document_dates,
     match_enum,
     number_mentions,
     parse_date,
     parse_number,
+    unit_mentions,
 )
 
 
@@ -170,3 +172,28 @@ def test_number_mentions_read_scale_words_and_leave_dates_out() -> None:
     text = "Value EUR 1.2 million, 35万RMB, signed 2022-12-12, US$18,225.60 and 300 people."
 
     assert number_mentions(text) == [1200000.0, 350000.0, 18225.6, 300.0]
+
+
+def test_number_mentions_tell_money_from_bare_figures() -> None:
+    text = (
+        "Total due: yen27,475.32; 涉及金额达120万RMB; 15 million US dollars; A4 paper; 参与人数: 60"
+    )
+
+    assert number_mentions(text) == [27475.32, 1200000.0, 15000000.0, 60.0]
+    assert number_mentions(text, money=True) == [27475.32, 1200000.0, 15000000.0]
+    assert number_mentions(text, money=False) == [60.0]
+
+
+def test_unit_mentions_read_counts_in_figures_and_words() -> None:
+    assert unit_mentions("runs for twenty-four months; renewable", "months") == [24]
+    assert unit_mentions("期限: 6个月，工作经验十一年，2014年起", "months") == [6]
+    assert unit_mentions("工作经验十一年，2014年起", "years") == [11]
+
+
+def test_document_dates_are_the_dates_stated_only_as_the_documents_own() -> None:
+    text = (
+        "From: a@example.com\nDate: 2022-04-28\n\nSigned April 14, 2022; effective 2022-04-28."
+        " This copy was printed on Mar. 14, 2025. （本报二〇二三年八月十八日电）"
+    )
+
+    assert document_dates(text) == {"2025-03-14", "2023-08-18"}

@@ -19,7 +19,14 @@ The model copies values; these checks hold the copies to the document and to eac
 - One occurrence, one field: a nullable field holding the value a non-nullable field holds, where
   the document states that value once (a date in any spelling; other values by the copied
   text), becomes null, `repaired`: the issue date copied again as the due date.
-- `X and Y` / `X和Y` in one list item is split when the document also names X and Y apart.
+- `X and Y` / `X和Y` in one list item is split when the document also names X and Y apart, or
+  when it is the list's only item and joins two capitalised names with the word "and".
+- A total that is one part of a sum the document writes (subtotal + tax = total) takes the sum.
+- A date the document states only as its own (printed, published, e-mailed on) gives way to the
+  one reported date no other date field holds; with none, a nullable date becomes null.
+- A count field named in a unit (`term_months`) takes the one count the document writes in it.
+- A nullable string naming what another field holds (a party as the governing city), which the
+  document states once, becomes null.
 - A string enum answered with its first option, which the document never names, takes the one
   other option the document does name (`lease` → `employment`), `repaired`.
 - A number the document never writes (copied text or a bare number), a power of ten off the
@@ -40,17 +47,26 @@ from qfleet.workers.extraction.fields import copy_kind, node_types, nullable, pr
 from qfleet.workers.extraction.items import Reading
 from qfleet.workers.extraction.nearest import nearest_passage
 from qfleet.workers.extraction.values import (
+    UNITS,
     UnreadableError,
     amount_currencies,
     currency_marks,
     date_mentions,
+    document_dates,
     is_currency_enum,
     match_enum,
     number_mentions,
+    unit_mentions,
 )
 
 _AND = re.compile(r"^(.+?),?\s+(?:and|&)\s+(.+)$")
 # One conjunction joining two parts of a list item: "X and Y", "X & Y", "X 和 Y", "X与Y".
+# A date field that asks for the document's own date (when it was printed, published, sent).
+_OWN_DATE_FIELD = re.compile(r"(?i)print|publi|sent|post|updat|dispatch")
+# A number field asking for a total, by its name or description.
+_TOTAL = re.compile(r"(?i)\b(?:total|grand total|amount due|tax included)\b|合计|总计|总额|含税")
+# Two capitalised names joined by the word "and" (not `&`, which names use: "AT&T").
+_NAMES_AND = re.compile(r"^([A-Z0-9][^,]*?)\s+and\s+([A-Z0-9][^,]*)$")
 _JOINED = re.compile(r"^(.+?)(?:,?\s+(?:and|&)\s+|\s*(?:以及|和|与|及)\s*)(.+)$")
 
 
@@ -78,7 +94,15 @@ def check_evidence(reading: Reading, schema: dict[str, Any], document: str) -> N
             _rescale(reading, key, document)
         elif _kind(node) == "date" and _copied(reading, key) not in doc:
             _unstated_date(reading, key, node, stated)
+    for key, node in props.items():
+        if _kind(node) in ("number", "integer") and (unit := _unit(key)) is not None:
+            _counted_in(reading, key, unit, document)
+        if _kind(node) in ("number", "integer") and _asks_total(key, node):
+            _whole_amount(reading, key, document)
+    _document_own_dates(reading, props, document)
+    _money_or_count(reading, props, document)
     _one_occurrence_one_field(reading, props, document)
+    _held_elsewhere(reading, props, doc)
     for key, node in props.items():
         if key in reading.values and key not in reading.unreadable:
             _named_option(reading, key, node, doc)
@@ -154,7 +178,7 @@ def _split_items(reading: Reading, key: str, node: dict[str, Any], doc: str) -> 
             # "B and C" after "A", where the document writes "A, B and C": the list's tail.
             parts = [match.group(1).strip(), match.group(2).strip()]
         elif len(parts) == 1:
-            parts = _named_apart(item, doc)
+            parts = _named_apart(item, doc, alone=len(items) == 1)
         out.extend(parts)
     out = list(dict.fromkeys(out))
     if out != items and len(out) <= node.get("maxItems", len(out)):
@@ -165,10 +189,14 @@ def _split_items(reading: Reading, key: str, node: dict[str, Any], doc: str) -> 
         _note(reading, key, "items listed together split" if split else "items trimmed")
 
 
-def _named_apart(item: str, doc: str) -> list[str]:
+def _named_apart(item: str, doc: str, alone: bool = False) -> list[str]:
     """`X and Y` as two items when the document also names X and Y apart, else `[item]`.
 
-    "Marks and Spencer" stays whole unless the document writes "Spencer" on its own too.
+    "Marks and Spencer" stays whole unless the document writes "Spencer" on its own too, or
+    (`alone`) it is the list's only item and both sides are capitalised names joined by the word
+    "and": a list answered with one entry that joins two names is the document's "X and Y"
+    copied whole (`Port of Rotterdam and Vestas`), which the prompt's rule asks to split. A
+    single "Marks and Spencer" is split too: the price of that rule.
     """
     match = _JOINED.match(item.strip())
     if match is None or _norm(item) not in doc:
@@ -177,6 +205,9 @@ def _named_apart(item: str, doc: str) -> list[str]:
     parts = [match.group(1).strip(), match.group(2).strip()]
     if all(len(_norm(p)) >= 2 and _norm(p) in rest for p in parts):
         return parts
+    names = _NAMES_AND.match(item.strip())
+    if alone and names and _norm(names.group(1)) != _norm(names.group(2)):
+        return [names.group(1).strip(), names.group(2).strip()]
     return [item]
 
 
@@ -312,6 +343,110 @@ def _one_occurrence_one_field(
             _note(reading, key, f"the document states this once, for {owners[0]}; null")
 
 
+def _document_own_dates(
+    reading: Reading, props: dict[str, dict[str, Any]], document: str
+) -> None:
+    """A date the document states only as its own (printed, published, sent on) is not a fact.
+
+    A small model answers a date field with the first date it meets, often the e-mail's `Date:`
+    line or "This copy was printed on ...". Unless the field asks for such a date (its name says
+    printed, published, sent), it takes the one reported date no other date field holds; with
+    none, a nullable field becomes null. Both `repaired`.
+    """
+    own = document_dates(document)
+    if not own:
+        return
+    dates = [k for k, node in props.items() if _kind(node) == "date"]
+    reported = set(date_mentions(document)) - own
+    for key in dates:
+        value = reading.values.get(key)
+        if value not in own or _OWN_DATE_FIELD.search(key):
+            continue
+        held = {reading.values.get(other) for other in dates if other != key}
+        free = reported - held
+        if len(free) == 1:
+            reading.values[key] = free.pop()
+            _note(reading, key, f"{value} is the document's own date; the one other stated")
+        elif not free and nullable(props[key]):
+            reading.values[key] = None
+            _note(reading, key, f"{value} is the document's own date; null")
+        else:
+            continue
+        reading.provenance[key] = "repaired"
+
+
+def _money_or_count(reading: Reading, props: dict[str, dict[str, Any]], document: str) -> None:
+    """Money is written with a currency; a count is not.
+
+    In an object with both an amount (a number field) and a count (an integer field), a
+    nullable count holding a figure the document writes only as money (`120,000 euros`) is not
+    a count, and a nullable amount holding the figure a count holds, which the document writes
+    only without a currency (`参与人数: 60`), is not an amount: null, `repaired`. A small model
+    copies the one figure it finds into both.
+    """
+    amounts = [k for k, node in props.items() if _kind(node) == "number"]
+    counts = [k for k, node in props.items() if _kind(node) == "integer"]
+    if not amounts or not counts:
+        return
+    money = set(number_mentions(document, money=True))
+    bare = set(number_mentions(document, money=False))
+    for key in counts:
+        value = reading.values.get(key)
+        if nullable(props[key]) and value is not None and value in money - bare:
+            _nulled(reading, key, f"the document writes {value:g} only as money; null")
+    for key in amounts:
+        value = reading.values.get(key)
+        held = value is not None and any(reading.values.get(c) == value for c in counts)
+        if nullable(props[key]) and held and value in bare - money:
+            _nulled(reading, key, f"the document writes {value:g} only as a count; null")
+
+
+def _nulled(reading: Reading, key: str, note: str) -> None:
+    reading.values[key] = None
+    reading.provenance[key] = "repaired"
+    _note(reading, key, note)
+
+
+def _held_elsewhere(reading: Reading, props: dict[str, dict[str, Any]], doc: str) -> None:
+    """A nullable string naming what another field holds, stated once, was not stated: null.
+
+    A small model fills a field it cannot find with a name it has already written (a party of
+    the contract as the city whose courts settle disputes). Where the document writes that
+    name once, it answers the other field; this one becomes null, as an unstated value does.
+    """
+    for key, node in props.items():
+        value = reading.values.get(key)
+        if not _plain_nullable_string(node) or not isinstance(value, str) or not value.strip():
+            continue
+        mine = _norm(value)
+        owner = next(
+            (
+                other
+                for other in props
+                if other != key
+                and any(_within(mine, _norm(v)) for v in _strings_of(reading.values.get(other)))
+            ),
+            None,
+        )
+        if owner is not None and doc.count(mine) <= 1:
+            reading.values[key] = None
+            reading.provenance[key] = "repaired"
+            _note(reading, key, f"{value!r} is what {owner} holds, stated once; null")
+
+
+def _strings_of(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _within(part: str, whole: str) -> bool:
+    """Whether `part` is `whole` or a run of its words (normalised texts)."""
+    if part == whole:
+        return True
+    return bool(part) and re.search(rf"(?<!\w){re.escape(part)}(?!\w)", whole) is not None
+
+
 def _rescale(reading: Reading, key: str, document: str) -> None:
     """A number the document never writes, a power of ten off the one amount it does write.
 
@@ -328,6 +463,63 @@ def _rescale(reading: Reading, key: str, document: str) -> None:
         reading.values[key] = int(number) if number == int(number) else number
         reading.provenance[key] = "repaired"
         _note(reading, key, f"the document writes {number:g}, not {value:g}; read from it")
+
+
+def _asks_total(key: str, node: dict[str, Any]) -> bool:
+    """Whether a number field asks for a total (its name or description says so)."""
+    words = " ".join([key, *(str(o.get("description", "")) for o in [node, *_options(node)])])
+    return _TOTAL.search(re.sub(r"[_-]+", " ", words)) is not None
+
+
+def _unit(key: str) -> str | None:
+    """The unit a number field's name counts in (`term_months`, `years_experience`), if any."""
+    words = set(re.split(r"[_\W]+", key.casefold()))
+    return next((u for u in UNITS if u in words or u.rstrip("s") in words), None)
+
+
+def _counted_in(reading: Reading, key: str, unit: str, document: str) -> None:
+    """A count field takes the one count the document writes in the field's unit.
+
+    `term_months` left null, or `years_experience` written as a figure the document never gives
+    in years, where the document writes exactly one count in that unit (`runs for 24 months`,
+    `工作经验十一年`): that count, `repaired`.
+    """
+    if key in reading.unreadable:
+        return
+    value = reading.values.get(key)
+    counts = set(unit_mentions(document, unit))
+    if len(counts) != 1 or value in counts:
+        return
+    count = counts.pop()
+    reading.values[key] = count
+    reading.provenance[key] = "repaired"
+    _note(reading, key, f"the document writes one count in {unit}: {count:g}")
+
+
+def _whole_amount(reading: Reading, key: str, document: str) -> None:
+    """A total that is one part of a sum the document writes takes the sum.
+
+    Where the document writes amounts a, b and a + b (subtotal, tax, total: `3,090.76`,
+    `401.80`, `3,492.56`), a field asking for a total that holds a or b holds a part; the one
+    sum it belongs to is the total. A small model copies the first amount it meets.
+    """
+    value = reading.values.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        return
+    written = set(number_mentions(document))
+    if value not in written:
+        return
+    sums = {
+        whole
+        for whole in written
+        for part in written
+        if 0 < part < whole and whole > value and abs(value + part - whole) <= 0.005
+    }
+    if len(sums) == 1:
+        whole = sums.pop()
+        reading.values[key] = int(whole) if whole == int(whole) else whole
+        reading.provenance[key] = "repaired"
+        _note(reading, key, f"{value:g} is a part of the document's sum {whole:g}; the total")
 
 
 def _unstated_date(reading: Reading, key: str, node: dict[str, Any], stated: list[str]) -> None:
