@@ -7,15 +7,13 @@ from typing import Any
 import pytest
 
 from qfleet.workers.extraction.fields import decode_schema, read_value
+from qfleet.workers.extraction.mentions import document_dates, number_mentions, unit_mentions
 from qfleet.workers.extraction.values import (
     UnreadableError,
     date_mentions,
-    document_dates,
     match_enum,
-    number_mentions,
     parse_date,
     parse_number,
-    unit_mentions,
 )
 
 
@@ -197,3 +195,9 @@ def test_document_dates_are_the_dates_stated_only_as_the_documents_own() -> None
     )
 
     assert document_dates(text) == {"2025-03-14", "2023-08-18"}
+
+
+def test_a_date_line_outside_an_e_mail_header_is_a_reported_date() -> None:
+    form = "Invoice No: INV-1\nDate: 2024-03-05\nDue: 2024-04-05"
+
+    assert document_dates(form) == set()
