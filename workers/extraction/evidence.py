@@ -95,14 +95,16 @@ def check_evidence(reading: Reading, schema: dict[str, Any], document: str) -> N
     _ground_currencies(reading, props, document)
     stated = date_mentions(document)
     for key, node in props.items():
-        if value_kind(node) in ("number", "integer") and written_text(reading, key) not in doc:
-            rescale(reading, key, document)
-        elif value_kind(node) == "date" and copied_text(reading, key) not in doc:
+        kind = value_kind(node)
+        if kind == "date" and copied_text(reading, key) not in doc:
             unstated_date(reading, key, node, stated)
-    for key, node in props.items():
-        if value_kind(node) in ("number", "integer") and (unit := count_unit(key)) is not None:
+        if kind not in ("number", "integer"):
+            continue
+        if written_text(reading, key) not in doc:
+            rescale(reading, key, document)
+        if (unit := count_unit(key)) is not None:
             counted_in(reading, key, unit, document)
-        if value_kind(node) in ("number", "integer") and asks_total(key, node):
+        if asks_total(key, node):
             whole_amount(reading, key, document)
     document_own_dates(reading, props, document)
     money_or_count(reading, props, document)

@@ -10,17 +10,17 @@ import re
 import unicodedata
 
 from qfleet.workers.extraction.values import (
-    _DATE_MENTION,
-    _EN_NUMBERS,
-    _SCALES,
-    _ZH_DIGITS,
-    _ZH_UNITS,
     CURRENCY_WORDS,
+    DATE_MENTION,
+    EN_NUMBERS,
+    SCALES,
+    ZH_DIGITS,
+    ZH_UNITS,
     UnreadableError,
-    _currency_spans,
-    _zh_int,
+    currency_spans,
     parse_date,
     parse_number,
+    zh_int,
 )
 
 # Words before a date that make it the document's own date (when it was printed, published,
@@ -41,7 +41,7 @@ def document_dates(text: str) -> set[str]:
     own: set[str] = set()
     reported: set[str] = set()
     mail = _MAIL_HEADER.search(text) is not None
-    for match in _DATE_MENTION.finditer(text):
+    for match in DATE_MENTION.finditer(text):
         try:
             iso = parse_date(match.group())[0]
         except UnreadableError:
@@ -66,22 +66,22 @@ _COUNT = r"(\d[\d,]*(?:\.\d+)?|[〇零一二两三四五六七八九十百]+|[a-
 
 def unit_mentions(text: str, unit: str) -> list[int | float]:
     """The counts `text` writes in `unit` (a key of UNITS): `24 months`, `six months`, `十一年`."""
-    text = _DATE_MENTION.sub(" ", unicodedata.normalize("NFKC", text))
+    text = DATE_MENTION.sub(" ", unicodedata.normalize("NFKC", text))
     found: list[int | float] = []
     for match in re.finditer(_COUNT + f"(?:{UNITS[unit]})", text, re.IGNORECASE):
         word = match.group(1).lower()
-        if word in _EN_NUMBERS and word not in ("a", "an"):
-            found.append(_EN_NUMBERS[word])
-        elif "-" in word and all(w in _EN_NUMBERS for w in word.split("-")):
-            found.append(sum(_EN_NUMBERS[w] for w in word.split("-")))  # twenty-four
+        if word in EN_NUMBERS and word not in ("a", "an"):
+            found.append(EN_NUMBERS[word])
+        elif "-" in word and all(w in EN_NUMBERS for w in word.split("-")):
+            found.append(sum(EN_NUMBERS[w] for w in word.split("-")))  # twenty-four
         elif word[0].isdigit():
             number = float(word.replace(",", ""))
             if unit == "years" and number >= 1000:
                 continue  # `2014年起`: a year, not a count of years
             found.append(int(number) if number == int(number) else number)
-        elif word[0] in _ZH_DIGITS or word[0] in _ZH_UNITS:
+        elif word[0] in ZH_DIGITS or word[0] in ZH_UNITS:
             try:
-                found.append(_zh_int(word))
+                found.append(zh_int(word))
             except UnreadableError:
                 continue
     return found
@@ -96,10 +96,10 @@ def number_mentions(text: str, *, money: bool | None = None) -> list[float]:
     `False`: only figures without one.
     """
     found = []
-    text = _DATE_MENTION.sub(" ", unicodedata.normalize("NFKC", text))
-    marks = [span for _, span in _currency_spans(text)]
+    text = DATE_MENTION.sub(" ", unicodedata.normalize("NFKC", text))
+    marks = [span for _, span in currency_spans(text)]
     for match in re.finditer(r"(?<![\d_.,])\d[\d,.']*", text):
-        word = re.search(r"[A-Za-z]+$", text[: match.start()])
+        word = re.search(r"[A-Za-z]+$", text[max(0, match.start() - 24) : match.start()])
         if word and word.group().casefold() not in CURRENCY_WORDS:
             continue
         if money is not None and _beside(text, match.span(), marks) != money:
@@ -115,13 +115,14 @@ def number_mentions(text: str, *, money: bool | None = None) -> list[float]:
 
 _SCALE_WORD = "|".join(
     f"{re.escape(w)}(?![a-z])" if w.isascii() else re.escape(w)
-    for w in sorted(_SCALES, key=len, reverse=True)
+    for w in sorted(SCALES, key=len, reverse=True)
 )
 
 
 def _beside(text: str, figure: tuple[int, int], marks: list[tuple[int, int]]) -> bool:
     """Whether a currency mark stands right before the figure or after it (and its scale)."""
-    before = text[: figure[0]].rstrip()
-    after = re.match(rf"\s*(?:{_SCALE_WORD})?\s*", text[figure[1] :], re.IGNORECASE)
+    gap = re.search(r"\s*$", text[max(0, figure[0] - 8) : figure[0]])
+    end = figure[0] - (len(gap.group()) if gap else 0)
+    after = re.match(rf"\s*(?:{_SCALE_WORD})?\s*", text[figure[1] : figure[1] + 24], re.IGNORECASE)
     start = figure[1] + (after.end() if after else 0)
-    return any(b == len(before) or a == start for a, b in marks)
+    return any(b == end or a == start for a, b in marks)

@@ -28,9 +28,9 @@ MONTHS = {
     )
     for name in names
 }  # fmt: skip
-_ZH_DIGITS = {c: n for n, c in enumerate("〇一二三四五六七八九")} | {"零": 0, "两": 2}
-_ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
-_EN_NUMBERS = {
+ZH_DIGITS = {c: n for n, c in enumerate("〇一二三四五六七八九")} | {"零": 0, "两": 2}
+ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
+EN_NUMBERS = {
     w: n
     for n, w in enumerate(
         [
@@ -59,7 +59,7 @@ _EN_NUMBERS = {
     )
 } | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "a": 1, "an": 1}
 # Scale words after a number: "3.5 million", "1.2万", "3亿".
-_SCALES = {
+SCALES = {
     "thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "mn": 1e6, "billion": 1e9, "bn": 1e9,
     "千": 1e3, "万": 1e4, "萬": 1e4, "百万": 1e6, "千万": 1e7, "亿": 1e8, "億": 1e8,
 }  # fmt: skip
@@ -84,7 +84,7 @@ _ZH_DATE = re.compile(r"^([\d〇零一二三四五六七八九]{2,4})年([\d〇�
                       r"([\d〇一二三四五六七八九十]{1,3})[日号]?$")  # fmt: skip
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 # Date spellings as they stand in running text, for counting how often a document states a date.
-_DATE_MENTION = re.compile(
+DATE_MENTION = re.compile(
     r"\d{1,4}\s*[/.\-]\s*\d{1,2}\s*[/.\-]\s*\d{1,4}"
     r"|[\d〇零一二三四五六七八九]{2,4}年[\d〇一二三四五六七八九十]{1,3}月[\d〇一二三四五六七八九十]{1,3}"
     rf"|(?:the\s+)?\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:{_MONTH})\b\.?,?\s+\d{{4}}"
@@ -106,11 +106,11 @@ def amount_currencies(text: str) -> set[str]:
 def _currency_mentions(text: str) -> Iterator[tuple[str, str]]:
     """Each currency mark or word in `text` as (ISO code, the text around it), longest first."""
     rest = unicodedata.normalize("NFKC", text).casefold()
-    for code, (start, end) in _currency_spans(text):
+    for code, (start, end) in currency_spans(text):
         yield code, rest[max(0, start - _NEAR) : end + _NEAR]
 
 
-def _currency_spans(text: str) -> Iterator[tuple[str, tuple[int, int]]]:
+def currency_spans(text: str) -> Iterator[tuple[str, tuple[int, int]]]:
     """Each currency mark or word in `text` (NFKC) as (ISO code, its span), longest first."""
     rest = unicodedata.normalize("NFKC", text).casefold()
     for mark in _MARKS:
@@ -137,18 +137,18 @@ def _clean(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip().strip(".").strip()
 
 
-def _zh_int(text: str) -> int:
+def zh_int(text: str) -> int:
     """An integer in Arabic or Chinese numerals (二〇二四, 十二, 二十一, 三百五十)."""
     if text.isdigit():
         return int(text)
-    if all(c in _ZH_DIGITS for c in text):  # digit by digit, as years are written
-        return int("".join(str(_ZH_DIGITS[c]) for c in text))
+    if all(c in ZH_DIGITS for c in text):  # digit by digit, as years are written
+        return int("".join(str(ZH_DIGITS[c]) for c in text))
     total, digit = 0, 0
     for c in text:
-        if c in _ZH_DIGITS:
-            digit = _ZH_DIGITS[c]
-        elif c in _ZH_UNITS:
-            total += (digit or 1) * _ZH_UNITS[c]
+        if c in ZH_DIGITS:
+            digit = ZH_DIGITS[c]
+        elif c in ZH_UNITS:
+            total += (digit or 1) * ZH_UNITS[c]
             digit = 0
         else:
             raise UnreadableError(f"not a number: {text!r}")
@@ -163,7 +163,7 @@ def parse_date(text: str) -> tuple[str, str | None]:
         "[a-z]", low) else low  # fmt: skip
     note = None
     if match := _ZH_DATE.match(raw.replace(" ", "")):
-        year, month, day = (_zh_int(g) for g in match.groups())
+        year, month, day = (zh_int(g) for g in match.groups())
     elif match := _NUMERIC_DATE.match(raw):
         a, b, c = (int(g) for g in match.groups())
         if len(match.group(1)) == 4:
@@ -183,7 +183,7 @@ def parse_date(text: str) -> tuple[str, str | None]:
 def date_mentions(text: str) -> list[str]:
     """The ISO dates `text` states, one per mention, in any spelling `parse_date` reads."""
     found = []
-    for match in _DATE_MENTION.finditer(unicodedata.normalize("NFKC", text)):
+    for match in DATE_MENTION.finditer(unicodedata.normalize("NFKC", text)):
         try:
             found.append(parse_date(match.group())[0])
         except UnreadableError:
@@ -219,14 +219,14 @@ def parse_number(text: str, *, integer: bool) -> tuple[int | float, bool]:
     """(number, whether its spelling changed) for a number as written; raises `UnreadableError`."""
     raw = _clean(text)
     low = raw.lower()
-    if low in _EN_NUMBERS or (raw and all(c in _ZH_DIGITS or c in _ZH_UNITS for c in raw)):
-        value: float = _EN_NUMBERS[low] if low in _EN_NUMBERS else _zh_int(raw)
+    if low in EN_NUMBERS or (raw and all(c in ZH_DIGITS or c in ZH_UNITS for c in raw)):
+        value: float = EN_NUMBERS[low] if low in EN_NUMBERS else zh_int(raw)
         return _as_type(value, integer, text), True
     words = low.split()
-    if words and words[0] in _EN_NUMBERS and all(w.isalpha() for w in words):
-        return _as_type(_EN_NUMBERS[words[0]], integer, text), True  # "twelve years"
+    if words and words[0] in EN_NUMBERS and all(w.isalpha() for w in words):
+        return _as_type(EN_NUMBERS[words[0]], integer, text), True  # "twelve years"
     if (zh := re.match(r"^([〇零一二两三四五六七八九十百千]+)", raw)) and not _NUMBER.search(raw):
-        return _as_type(_zh_int(zh.group(1).replace("两", "二")), integer, text), True
+        return _as_type(zh_int(zh.group(1).replace("两", "二")), integer, text), True
     match = _NUMBER.search(raw)
     if match is None:
         raise UnreadableError(f"no number in {text!r}")
@@ -263,13 +263,13 @@ def _separators(number: str) -> str:
 
 def _scale(after: str) -> float:
     tail = after.strip().lower()
-    for word in sorted(_SCALES, key=len, reverse=True):
+    for word in sorted(SCALES, key=len, reverse=True):
         rest = tail[len(word) : len(word) + 1]
         # An English word must end there ("3 m" is not "3 mm"); 万 and 亿 need no boundary.
         if tail.startswith(word) and (
             not word.isascii() or not rest.isascii() or not rest.isalpha()
         ):
-            return _SCALES[word]
+            return SCALES[word]
     return 1.0
 
 
