@@ -90,11 +90,15 @@ def whole_amount(reading: Reading, key: str, document: str) -> None:
     written = set(number_mentions(document))
     if value not in written:
         return
+    by_cent = {round(w * 100): w for w in written}  # one pass, not every pair of figures
     sums = {
         whole
-        for whole in written
         for part in written
-        if 0 < part < whole and whole > value and abs(value + part - whole) <= 0.005
+        if part > 0
+        for cent in (round((value + part) * 100) + d for d in (-1, 0, 1))
+        if (whole := by_cent.get(cent)) is not None
+        and part < whole
+        and abs(value + part - whole) <= 0.005
     }
     if len(sums) == 1:
         whole = sums.pop()
