@@ -25,6 +25,8 @@ The model copies values; these checks hold the copies to the document and to eac
 - A date the document states only as its own (printed, published, e-mailed on) gives way to the
   one reported date no other date field holds; with none, a nullable date becomes null.
 - A count field named in a unit (`term_months`) takes the one count the document writes in it.
+- Money is written with a currency, a count is not: a nullable count holding a figure written
+  only as money, or a nullable amount holding the count's figure written only bare, is null.
 - A nullable string naming what another field holds (a party as the governing city), which the
   document states once, becomes null.
 - A string enum answered with its first option, which the document never names, takes the one
@@ -47,6 +49,7 @@ from qfleet.workers.extraction.evidence_base import (
     copied_text,
     enum_options,
     norm_text,
+    repair,
     value_kind,
     written_text,
 )
@@ -134,9 +137,7 @@ def _respell(reading: Reading, key: str, node: dict[str, Any], document: str) ->
     else:
         return
     if fixed != value:
-        reading.values[key] = fixed
-        reading.provenance[key] = "repaired"
-        add_note(reading, key, "a misspelt copy takes the document's spelling")
+        repair(reading, key, fixed, "a misspelt copy takes the document's spelling")
 
 
 def _plain_nullable_string(node: dict[str, Any]) -> bool:
@@ -150,9 +151,7 @@ def _plain_nullable_string(node: dict[str, Any]) -> bool:
 def _ground(reading: Reading, key: str, doc: str) -> None:
     value = reading.values[key]
     if isinstance(value, str) and value.strip() and norm_text(value) not in doc:
-        reading.values[key] = None
-        reading.provenance[key] = "repaired"
-        add_note(reading, key, f"{value!r} does not occur in the document; null")
+        repair(reading, key, None, f"{value!r} does not occur in the document; null")
 
 
 def _string_array(node: dict[str, Any]) -> bool:
@@ -260,13 +259,9 @@ def _ground_currencies(reading: Reading, props: dict[str, dict[str, Any]], docum
         if value == "JPY" and sole == "CNY" and yen_sign:
             continue  # ¥ alone: yuan or yen, the model's reading stands
         if sole in options and value != sole and (value is not None or amount_given):
-            reading.values[key] = sole
-            reading.provenance[key] = "repaired"
-            add_note(reading, key, f"the document writes its amounts in {sole} only")
+            repair(reading, key, sole, f"the document writes its amounts in {sole} only")
         elif nullable(node) and value is not None and value not in stated:
-            reading.values[key] = None
-            reading.provenance[key] = "repaired"
-            add_note(reading, key, f"the document shows no {value} amount; null")
+            repair(reading, key, None, f"the document shows no {value} amount; null")
 
 
 def _is_currency(node: dict[str, Any]) -> bool:
@@ -312,9 +307,7 @@ def _one_occurrence_one_field(
             )
         ]
         if owners and _stated(reading, key, kind, document) <= 1:
-            reading.values[key] = None
-            reading.provenance[key] = "repaired"
-            add_note(reading, key, f"the document states this once, for {owners[0]}; null")
+            repair(reading, key, None, f"the document states this once, for {owners[0]}; null")
 
 
 def _held_elsewhere(reading: Reading, props: dict[str, dict[str, Any]], doc: str) -> None:
@@ -339,9 +332,7 @@ def _held_elsewhere(reading: Reading, props: dict[str, dict[str, Any]], doc: str
             None,
         )
         if owner is not None and doc.count(mine) <= 1:
-            reading.values[key] = None
-            reading.provenance[key] = "repaired"
-            add_note(reading, key, f"{value!r} is what {owner} holds, stated once; null")
+            repair(reading, key, None, f"{value!r} is what {owner} holds, stated once; null")
 
 
 def _strings_of(value: Any) -> list[str]:
@@ -377,6 +368,4 @@ def _named_option(reading: Reading, key: str, node: dict[str, Any], doc: str) ->
         return
     named = [o for o in options if o != value and _names(o, doc)]
     if len(named) == 1:
-        reading.values[key] = named[0]
-        reading.provenance[key] = "repaired"
-        add_note(reading, key, f"the document names {named[0]!r}, never {value!r}")
+        repair(reading, key, named[0], f"the document names {named[0]!r}, never {value!r}")

@@ -20,9 +20,9 @@ def add_note(reading: Reading, key: str, note: str) -> None:
     reading.notes[key] = "; ".join(filter(None, [reading.notes.get(key), note]))
 
 
-def set_null(reading: Reading, key: str, note: str) -> None:
-    """`key` becomes null, chosen by code (`repaired`), with `note`."""
-    reading.values[key] = None
+def repair(reading: Reading, key: str, value: Any, note: str) -> None:
+    """`key` takes `value`, chosen by code (`repaired`), with `note` saying why."""
+    reading.values[key] = value
     reading.provenance[key] = "repaired"
     add_note(reading, key, note)
 

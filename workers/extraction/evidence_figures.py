@@ -11,7 +11,7 @@ import math
 import re
 from typing import Any
 
-from qfleet.workers.extraction.evidence_base import add_note, branches, set_null, value_kind
+from qfleet.workers.extraction.evidence_base import branches, repair, value_kind
 from qfleet.workers.extraction.fields import nullable
 from qfleet.workers.extraction.items import Reading
 from qfleet.workers.extraction.mentions import (
@@ -41,9 +41,8 @@ def rescale(reading: Reading, key: str, document: str) -> None:
     near = {n for n in written if n > 0 and math.log10(value / n) == round(math.log10(value / n))}
     if len(near) == 1 and value not in near:
         number = near.pop()
-        reading.values[key] = int(number) if number == int(number) else number
-        reading.provenance[key] = "repaired"
-        add_note(reading, key, f"the document writes {number:g}, not {value:g}; read from it")
+        note = f"the document writes {number:g}, not {value:g}; read from it"
+        repair(reading, key, _figure(number), note)
 
 
 def asks_total(key: str, node: dict[str, Any]) -> bool:
@@ -72,9 +71,7 @@ def counted_in(reading: Reading, key: str, unit: str, document: str) -> None:
     if len(counts) != 1 or value in counts:
         return
     count = counts.pop()
-    reading.values[key] = count
-    reading.provenance[key] = "repaired"
-    add_note(reading, key, f"the document writes one count in {unit}: {count:g}")
+    repair(reading, key, count, f"the document writes one count in {unit}: {count:g}")
 
 
 def whole_amount(reading: Reading, key: str, document: str) -> None:
@@ -102,9 +99,8 @@ def whole_amount(reading: Reading, key: str, document: str) -> None:
     }
     if len(sums) == 1:
         whole = sums.pop()
-        reading.values[key] = int(whole) if whole == int(whole) else whole
-        reading.provenance[key] = "repaired"
-        add_note(reading, key, f"{value:g} is a part of the document's sum {whole:g}; the total")
+        note = f"{value:g} is a part of the document's sum {whole:g}; the total"
+        repair(reading, key, _figure(whole), note)
 
 
 def money_or_count(reading: Reading, props: dict[str, dict[str, Any]], document: str) -> None:
@@ -125,12 +121,12 @@ def money_or_count(reading: Reading, props: dict[str, dict[str, Any]], document:
     for key in counts:
         value = reading.values.get(key)
         if nullable(props[key]) and value is not None and value in money - bare:
-            set_null(reading, key, f"the document writes {value:g} only as money; null")
+            repair(reading, key, None, f"the document writes {value:g} only as money; null")
     for key in amounts:
         value = reading.values.get(key)
         held = value is not None and any(reading.values.get(c) == value for c in counts)
         if nullable(props[key]) and held and value in bare - money:
-            set_null(reading, key, f"the document writes {value:g} only as a count; null")
+            repair(reading, key, None, f"the document writes {value:g} only as a count; null")
 
 
 def document_own_dates(reading: Reading, props: dict[str, dict[str, Any]], document: str) -> None:
@@ -153,14 +149,10 @@ def document_own_dates(reading: Reading, props: dict[str, dict[str, Any]], docum
         held = {reading.values.get(other) for other in dates if other != key}
         free = reported - held
         if len(free) == 1:
-            reading.values[key] = free.pop()
-            add_note(reading, key, f"{value} is the document's own date; the one other stated")
+            note = f"{value} is the document's own date; the one other stated"
+            repair(reading, key, free.pop(), note)
         elif not free and nullable(props[key]):
-            reading.values[key] = None
-            add_note(reading, key, f"{value} is the document's own date; null")
-        else:
-            continue
-        reading.provenance[key] = "repaired"
+            repair(reading, key, None, f"{value} is the document's own date; null")
 
 
 def unstated_date(reading: Reading, key: str, node: dict[str, Any], stated: list[str]) -> None:
@@ -176,11 +168,12 @@ def unstated_date(reading: Reading, key: str, node: dict[str, Any], stated: list
         return
     near = {d for d in stated if sum(a != b for a, b in zip(d.split("-"), parts, strict=True)) == 1}
     if len(near) == 1:
-        reading.values[key] = near.pop()
-        add_note(reading, key, f"{value} is not stated; the document's {reading.values[key]}")
+        date = near.pop()
+        repair(reading, key, date, f"{value} is not stated; the document's {date}")
     elif nullable(node):
-        reading.values[key] = None
-        add_note(reading, key, f"the document states no {value}; null")
-    else:
-        return
-    reading.provenance[key] = "repaired"
+        repair(reading, key, None, f"the document states no {value}; null")
+
+
+def _figure(number: float) -> int | float:
+    """A figure as JSON writes it: `3000`, not `3000.0`."""
+    return int(number) if number.is_integer() else number

@@ -14,13 +14,10 @@ from qfleet.workers.extraction.values import (
     DATE_MENTION,
     EN_NUMBERS,
     SCALES,
-    ZH_DIGITS,
-    ZH_UNITS,
     UnreadableError,
     currency_spans,
     parse_date,
     parse_number,
-    zh_int,
 )
 
 # Words before a date that make it the document's own date (when it was printed, published,
@@ -70,20 +67,19 @@ def unit_mentions(text: str, unit: str) -> list[int | float]:
     found: list[int | float] = []
     for match in re.finditer(_COUNT + f"(?:{UNITS[unit]})", text, re.IGNORECASE):
         word = match.group(1).lower()
-        if word in EN_NUMBERS and word not in ("a", "an"):
-            found.append(EN_NUMBERS[word])
-        elif "-" in word and all(w in EN_NUMBERS for w in word.split("-")):
-            found.append(sum(EN_NUMBERS[w] for w in word.split("-")))  # twenty-four
-        elif word[0].isdigit():
-            number = float(word.replace(",", ""))
-            if unit == "years" and number >= 1000:
-                continue  # `2014年起`: a year, not a count of years
-            found.append(int(number) if number == int(number) else number)
-        elif word[0] in ZH_DIGITS or word[0] in ZH_UNITS:
+        parts = word.split("-")
+        if word in ("a", "an"):
+            continue  # "a year" is a phrase more often than a count
+        if len(parts) > 1 and all(p in EN_NUMBERS for p in parts):
+            number = float(sum(EN_NUMBERS[p] for p in parts))  # twenty-four
+        else:
             try:
-                found.append(zh_int(word))
+                number = float(parse_number(word, integer=False)[0])
             except UnreadableError:
                 continue
+        if unit == "years" and number >= 1000:
+            continue  # `2014年起`, `二〇一四年`: a year, not a count of years
+        found.append(int(number) if number.is_integer() else number)
     return found
 
 
